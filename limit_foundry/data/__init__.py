@@ -1,0 +1,1 @@
+"""Data for LIMIT studies: sources, prompt templates, subsets and mixtures, MDS shards."""

@@ -1,0 +1,181 @@
+"""Crash-safe file I/O shared by every stage.
+
+Two rules keep a killed run from corrupting results: whole files are written to a temporary
+sibling and renamed into place (atomic on POSIX), and logs of paid work are append-only JSONL,
+flushed per record, whose torn last line (a kill mid-write) is ignored on read and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes `path` only if the block finishes.
+
+    A build killed half-way leaves a hidden `.<name>.tmp-*` sibling, never a directory at
+    `path` that looks complete.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists (pass overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class JsonlAppender:
+    """Append-only JSONL log: one record per line, flushed (and fsynced) as it is written."""
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._repair_torn_tail()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close/__exit__)
+
+    def _repair_torn_tail(self) -> None:
+        """Cut a partial last line left by a kill, so the next record starts on its own line."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data.endswith(b"\n"):
+                return
+            f.truncate(data.rfind(b"\n") + 1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class JsonlReadResult:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    torn_tail: bool = False  # the last line was cut off by a kill and ignored
+
+
+def read_jsonl_log(path: str | os.PathLike) -> JsonlReadResult:
+    """Read an append-only log written by JsonlAppender.
+
+    Only the last line may be torn (ignored and flagged); a bad line anywhere else is corruption
+    and raises with the line number.
+    """
+    result = JsonlReadResult()
+    path = Path(path)
+    if not path.exists():
+        return result
+    lines = path.read_bytes().split(b"\n")
+    last = len(lines) - 1
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            result.records.append(json.loads(raw))
+        except json.JSONDecodeError as err:
+            if number - 1 == last:
+                result.torn_tail = True
+                continue
+            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+    return result
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed object) for a user-supplied JSONL file; blank lines skipped.
+
+    A line that is not JSON raises ValueError naming the file and line.
+    """
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(paths: Iterable[str | os.PathLike], root: str | os.PathLike | None = None) -> str:
+    """One hash over several files (or every file under directories), names included."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+    digest = hashlib.sha256()
+    for f in sorted(files):
+        name = str(f.relative_to(root)) if root is not None else f.name
+        digest.update(name.encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def stable_json_hash(obj: Any) -> str:
+    """Hash of a JSON-serialisable object that does not depend on key order."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())

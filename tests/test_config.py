@@ -1,0 +1,152 @@
+"""The eight paper configs: LIMIT's hyperparameters exactly, accepted by LLM Foundry's validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from limit_foundry.config import ConfigError, compose_config, main, resolved_dict, validate_config
+
+REPO = Path(__file__).resolve().parent.parent
+PAPER_RUNS = {
+    # run file: (model size, recipe) — LIMIT_FACTS §1, "The eight finetuning runs"
+    "mpt7b_lima": ("7b", "lima"),
+    "mpt7b_instruct": ("7b", "instruct_v1"),
+    "mpt7b_instruct_subset": ("7b", "instruct_v1_5k"),
+    "mpt7b_mix": ("7b", "instruct_v1_5k_lima"),
+    "mpt30b_lima": ("30b", "lima"),
+    "mpt30b_instruct": ("30b", "instruct_v3"),
+    "mpt30b_instruct_subset": ("30b", "instruct_v3_1k"),
+    "mpt30b_mix": ("30b", "instruct_v3_1k_lima"),
+}
+# LIMIT_FACTS §1, "Hyperparameters": the expected values, written out independently of the YAMLs.
+PAPER_TABLE = {
+    "7b": {
+        "base": "mosaicml/mpt-7b",
+        "max_seq_len": 2048,
+        "optimizer": {
+            "name": "decoupled_adamw",
+            "lr": 5e-6,
+            "betas": [0.9, 0.99],
+            "eps": 1e-8,
+            "weight_decay": 0,
+        },
+        "global_train_batch_size": 48,
+        "device_train_microbatch_size": 4,
+        "init_device": "cpu",
+    },
+    "30b": {
+        "base": "mosaicml/mpt-30b",
+        "max_seq_len": 8192,
+        "optimizer": {"name": "decoupled_lionw", "lr": 1e-6, "betas": [0.9, 0.95], "weight_decay": 0},
+        "global_train_batch_size": 72,
+        "device_train_microbatch_size": 1,
+        "init_device": "mixed",
+    },
+}
+
+
+@pytest.mark.parametrize("run", sorted(PAPER_RUNS))
+def test_paper_config_matches_the_paper_table(run: str) -> None:
+    size, recipe = PAPER_RUNS[run]
+    expected = PAPER_TABLE[size]
+    cfg = resolved_dict(compose_config(REPO / "yamls" / f"{run}.yaml"))
+    assert cfg["model"]["name"] == "limit_hf_mpt"
+    assert cfg["model"]["pretrained_model_name_or_path"] == expected["base"]
+    assert cfg["model"]["init_device"] == expected["init_device"]
+    assert cfg["max_seq_len"] == expected["max_seq_len"]
+    assert cfg["train_loader"]["dataset"]["max_seq_len"] == expected["max_seq_len"]
+    assert cfg["optimizer"] == expected["optimizer"]
+    assert cfg["global_train_batch_size"] == expected["global_train_batch_size"]
+    assert cfg["device_train_microbatch_size"] == expected["device_train_microbatch_size"]
+    assert cfg["scheduler"] == {"name": "linear_decay_with_warmup", "t_warmup": "50ba", "alpha_f": 0}
+    assert cfg["algorithms"]["gradient_clipping"] == {"clipping_type": "norm", "clipping_threshold": 1.0}
+    assert cfg["max_duration"] == "10ep"
+    assert cfg["precision"] == "amp_bf16"
+    assert cfg["seed"] == 17
+    fsdp = cfg["fsdp_config"]
+    assert fsdp["sharding_strategy"] == "FULL_SHARD"
+    assert fsdp["mixed_precision"] == "PURE"
+    assert fsdp["activation_checkpointing"] is True
+    assert fsdp["activation_checkpointing_reentrant"] is False
+    assert fsdp["limit_all_gathers"] is True
+    assert cfg["save_interval"] == "2ep"
+    assert cfg["callbacks"]["hf_checkpointer"]["save_interval"] == "2ep"
+    assert cfg.get("save_weights_only", False) is (size == "30b")
+    dataset = cfg["train_loader"]["dataset"]
+    assert dataset["recipe"] == recipe
+    assert dataset["decoder_only_format"] is True
+    assert dataset["shuffle"] is True
+    assert dataset["allow_pad_trimming"] is False
+    assert dataset["packing_ratio"] is None
+    assert cfg["tokenizer"]["kwargs"]["padding_side"] == "right"
+
+
+def test_run_files_differ_only_in_data() -> None:
+    """Within a model size, the composed configs differ only in run name and data recipe."""
+    for size in ("7b", "30b"):
+        runs = [r for r, (s, _) in PAPER_RUNS.items() if s == size]
+        configs = [resolved_dict(compose_config(REPO / "yamls" / f"{r}.yaml")) for r in runs]
+
+        def strip(cfg: dict) -> dict:
+            cfg = {k: v for k, v in cfg.items() if k not in ("run_name", "variables", "save_folder")}
+            cfg["train_loader"]["dataset"].pop("recipe")
+            cfg["callbacks"]["hf_checkpointer"].pop("save_folder")
+            return cfg
+
+        first = strip(configs[0])
+        for other in configs[1:]:
+            assert strip(other) == first
+
+
+@pytest.mark.parametrize("run", sorted(PAPER_RUNS))
+def test_paper_config_passes_llm_foundry_validation(run: str, tiny_hub_mpt_dir: Path) -> None:
+    """LLM Foundry's own dataclass validation, then the model section built through the registry."""
+    from llmfoundry.utils.builders import build_composer_model
+
+    from limit_foundry.models.tiny import load_tiny_tokenizer
+
+    cfg = compose_config(
+        REPO / "yamls" / f"{run}.yaml",
+        [f"model.pretrained_model_name_or_path={tiny_hub_mpt_dir}", "model.init_device=cpu"],
+    )
+    resolved = validate_config(cfg, check_paths=False)
+    model_cfg = dict(resolved["model"])
+    model = build_composer_model(model_cfg.pop("name"), model_cfg, load_tiny_tokenizer())
+    assert model.model.config.attn_config["attn_impl"] == "torch"
+
+
+def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"inherit: {REPO / 'yamls' / 'mpt7b_lima.yaml'}\nlearning_rate_typo: 3\n")
+    with pytest.raises(ConfigError, match="learning_rate_typo"):
+        validate_config(compose_config(bad), check_paths=False)
+
+
+def test_missing_model_directory_is_named(tmp_path: Path) -> None:
+    cfg = compose_config(
+        REPO / "yamls" / "mpt7b_lima.yaml", [f"model.pretrained_model_name_or_path={tmp_path}"]
+    )
+    with pytest.raises(ConfigError, match="not an MPT checkpoint directory"):
+        validate_config(cfg)
+
+
+def test_inheritance_cycle_and_missing_parent(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("inherit: b.yaml\nx: 1\n")
+    (tmp_path / "b.yaml").write_text("inherit: a.yaml\ny: 2\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        compose_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("inherit: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        compose_config(tmp_path / "c.yaml")
+
+
+def test_overrides_and_show_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(REPO / "yamls" / "mpt7b_mix.yaml"), "variables.data_root=/mnt/data"]) == 0
+    out = capsys.readouterr().out
+    assert "data_root: /mnt/data" in out
+    assert "inherit" not in out
+    assert "lr: 5.0e-06" in out
+    assert main(["show", str(REPO / "yamls" / "base" / "limit_common.yaml")]) == 2
+    assert "run_name" in capsys.readouterr().err
