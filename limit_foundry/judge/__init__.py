@@ -1,0 +1,1 @@
+"""Pairwise LLM judge: run judgments, report win rates with honest uncertainty, calibrate judges."""

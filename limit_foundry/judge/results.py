@@ -1,0 +1,232 @@
+"""Read a `run` result directory (judgments.jsonl + run.json) into pair verdicts, per the data contract.
+
+The log is append-only, so a key may appear several times (a failure retried after a resume): the
+last line wins. A pair whose unit failed or is missing keeps its cause, so it is counted under
+failures rather than vanishing from the denominator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from limit_foundry.io import read_jsonl_log, sha256_file
+from limit_foundry.judge.stats import COMBINATIONS, PairVerdict, combine_orders
+
+JUDGMENTS = "judgments.jsonl"
+RUN_JSON = "run.json"
+_REQUIRED = ("key", "prompt_id", "seed", "order", "status", "outcome")
+_SLOT_TO_OUTCOME = {"AB": {1: "A", 2: "B", 0: "tie"}, "BA": {1: "B", 2: "A", 0: "tie"}}
+
+
+@dataclass(frozen=True)
+class SlotObservation:
+    """One successful judgment, kept for position-bias statistics."""
+
+    prompt_id: str
+    seed: str
+    order: str  # "AB": A's answer in slot 1
+    outcome: str
+    slot_outcome: int  # 1, 2, or 0 for a tie
+
+
+@dataclass
+class Comparison:
+    """Everything a report needs about one A-vs-B comparison, whatever file format it came from."""
+
+    name: str
+    generator_a: str
+    generator_b: str
+    order_policy: str  # "both", "single-seeded" or "alpaca_eval"
+    seeds: list[str]
+    pairs: dict[str, list[PairVerdict]]  # combination ("strict", "split" or "single") -> pairs
+    slot_observations: list[SlotObservation] = field(default_factory=list)
+    n_units: int = 0
+    unit_failures: dict[str, int] = field(default_factory=dict)
+    sources: list[dict[str, str]] = field(default_factory=list)
+    partial: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    anomalies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def prompts(self) -> list[str]:
+        """Prompt ids in a fixed order (the bootstrap resamples this list)."""
+        first = next(iter(self.pairs.values()))
+        return sorted({p.prompt_id for p in first})
+
+
+def _seed_sort_key(seed: Any) -> tuple[int, Any]:
+    return (0, seed) if isinstance(seed, int) else (1, str(seed))
+
+
+def _validate(record: dict[str, Any], where: str) -> None:
+    missing = [name for name in _REQUIRED if name not in record]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+    if record["order"] not in _SLOT_TO_OUTCOME:
+        raise ValueError(f"{where}: order {record['order']!r} is not 'AB' or 'BA'")
+    if record["status"] not in ("ok", "no_call", "failed"):
+        raise ValueError(f"{where}: status {record['status']!r} is not ok, no_call or failed")
+    if record["status"] != "failed" and record["outcome"] not in ("A", "B", "tie"):
+        raise ValueError(
+            f"{where}: status {record['status']} needs outcome A, B or tie, got {record['outcome']!r}"
+        )
+    if record["status"] == "ok":
+        expected = _SLOT_TO_OUTCOME[record["order"]].get(record.get("slot_outcome"))
+        if expected != record["outcome"]:
+            raise ValueError(
+                f"{where}: slot_outcome {record.get('slot_outcome')!r} in order {record['order']} "
+                f"contradicts outcome {record['outcome']!r}"
+            )
+
+
+def latest_units(records: list[dict[str, Any]], where: str) -> dict[str, dict[str, Any]]:
+    """Validated records by key, the last line for a key winning (a resumed retry replaces a failure)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: record {number} is not a JSON object")
+        _validate(record, f"{where}: record {number} (key {record.get('key')!r})")
+        latest[record["key"]] = record
+    return latest
+
+
+@dataclass(frozen=True)
+class JudgedPair:
+    """The units of one (prompt_id, seed) pair, keyed by order, and what they decide."""
+
+    prompt_id: str
+    seed: Any
+    units: dict[str, dict[str, Any]]
+    outcomes: tuple[str, ...]  # the outcomes to combine; empty when the pair failed
+    failure: str | None
+
+    @property
+    def first(self) -> dict[str, Any]:
+        """A unit of the pair, for the fields both orders share (instruction, generators, lengths)."""
+        return next(iter(self.units.values()))
+
+    def votes(self, combination: str) -> tuple[float, float, float] | None:
+        return None if self.failure else combine_orders(self.outcomes, combination)
+
+
+def _decide(units: dict[str, dict[str, Any]], policy: str) -> tuple[tuple[str, ...], str | None]:
+    """A failed unit fails the pair (its cause, AB first); a unit decided without a call (identical or
+    empty answers) decides the pair; under `both` a pair with an order missing is `missing_unit`."""
+    ordered = [units[o] for o in ("AB", "BA") if o in units]
+    failed = [u for u in ordered if u["status"] == "failed"]
+    if failed:
+        return (), failed[0].get("failure") or "unknown"
+    no_call = [u for u in ordered if u["status"] == "no_call"]
+    if no_call:
+        return (no_call[0]["outcome"],), None
+    if policy == "both" and len(ordered) < 2:
+        return (), "missing_unit"
+    return tuple(u["outcome"] for u in ordered), None
+
+
+def judged_pairs(
+    latest: dict[str, dict[str, Any]], policy: str | None = None
+) -> tuple[str, list[JudgedPair]]:
+    """(order policy, pairs sorted by prompt then seed); the policy is inferred when not given:
+    `both` if any pair was judged in two orders."""
+    groups: dict[tuple[str, Any], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for record in latest.values():
+        groups[(str(record["prompt_id"]), record["seed"])][record["order"]] = record
+    policy = policy or ("both" if any(len(units) == 2 for units in groups.values()) else "single-seeded")
+    pairs = [
+        JudgedPair(prompt_id, seed, units, *_decide(units, policy))
+        for (prompt_id, seed), units in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], _seed_sort_key(kv[0][1]))
+        )
+    ]
+    return policy, pairs
+
+
+def combinations_for(policy: str) -> tuple[str, ...]:
+    return COMBINATIONS if policy == "both" else ("single",)
+
+
+@dataclass
+class ResultDir:
+    """The raw contents of a result directory: latest unit per key, run.json, and what was odd."""
+
+    path: Path
+    latest: dict[str, dict[str, Any]]
+    run: dict[str, Any]
+    notes: list[str]
+
+    @property
+    def sources(self) -> list[dict[str, str]]:
+        files = [self.path / JUDGMENTS, self.path / RUN_JSON]
+        return [{"path": str(f), "sha256": sha256_file(f)} for f in files if f.is_file()]
+
+
+def read_result_dir(path: str | Path) -> ResultDir:
+    """Read judgments.jsonl (torn last line tolerated) and run.json; errors name the file and record."""
+    path = Path(path)
+    log = path / JUDGMENTS
+    if not log.is_file():
+        raise FileNotFoundError(f"{log}: no judgments log (is {path} a `run` result directory?)")
+    run_file = path / RUN_JSON
+    notes = []
+    run: dict[str, Any] = {}
+    if run_file.is_file():
+        try:
+            run = json.loads(run_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{run_file}: not valid JSON ({err.msg})") from err
+    else:
+        notes.append(f"{RUN_JSON} missing: order policy inferred from the judgments")
+    read = read_jsonl_log(log)
+    if read.torn_tail:
+        notes.append(f"{JUDGMENTS}: torn last line ignored (a run was killed mid-write)")
+    return ResultDir(path, latest_units(read.records, str(log)), run, notes)
+
+
+def load_result_dir(path: str | Path) -> Comparison:
+    """A Comparison from a result directory; raises ValueError naming the file and record on bad input."""
+    result = read_result_dir(path)
+    latest, run, notes = result.latest, result.run, list(result.notes)
+    policy, judged = judged_pairs(latest, run.get("order_policy"))
+    pairs: dict[str, list[PairVerdict]] = {c: [] for c in combinations_for(policy)}
+    unit_failures = Counter(r.get("failure") or "unknown" for r in latest.values() if r["status"] == "failed")
+    for pair in judged:
+        if pair.failure == "missing_unit":
+            unit_failures[pair.failure] += 1
+        lengths = (pair.first.get("len_a"), pair.first.get("len_b"))
+        for combo, verdicts in pairs.items():
+            verdicts.append(
+                PairVerdict(pair.prompt_id, str(pair.seed), pair.votes(combo), pair.failure, *lengths)
+            )
+    observations = [
+        SlotObservation(str(r["prompt_id"]), str(r["seed"]), r["order"], r["outcome"], r["slot_outcome"])
+        for r in latest.values()
+        if r["status"] == "ok"
+    ]
+    generators = {side: Counter(r.get(f"generator_{side}") for r in latest.values()) for side in "ab"}
+    for side, counts in generators.items():
+        if len(counts) > 1:
+            notes.append(f"several generator_{side} names in one run: {dict(counts)}")
+    meta_keys = ("judge_model", "template", "template_hash", "backend", "base_url_host", "decoding")
+    meta = {k: run[k] for k in meta_keys if k in run}
+    meta["cost_usd"] = round(sum(float(r.get("cost_usd") or 0.0) for r in latest.values()), 6)
+    return Comparison(
+        name=result.path.name,
+        generator_a=str(generators["a"].most_common(1)[0][0]) if latest else "A",
+        generator_b=str(generators["b"].most_common(1)[0][0]) if latest else "B",
+        order_policy=policy,
+        seeds=[str(s) for s in sorted({p.seed for p in judged}, key=_seed_sort_key)],
+        pairs=pairs,
+        slot_observations=observations,
+        n_units=len(latest),
+        unit_failures=dict(sorted(unit_failures.items())),
+        sources=result.sources,
+        partial=bool(run.get("partial", False)),
+        meta=meta,
+        notes=notes,
+    )

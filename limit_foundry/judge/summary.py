@@ -1,0 +1,160 @@
+"""Turn a Comparison into report rows: per seed and pooled, per order combination, with CIs.
+
+One bootstrap weight matrix over the comparison's sorted prompt ids is drawn per comparison from the
+fixed RNG seed and shared by every row and metric, so the same inputs always give the same digits
+and comparisons over the same prompts are resampled identically.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from limit_foundry.judge.results import Comparison, SlotObservation
+from limit_foundry.judge.stats import (
+    PairVerdict,
+    bootstrap_weights,
+    feature_tensor,
+    mean_over_seeds_win_rate,
+    percentile_ci,
+    rate_metrics,
+    sign_test,
+)
+
+POOLED = "pooled"
+CI_METRICS = ("win_rate", "win_rate_ties_half", "equivalent_or_better", "share_a", "share_tie", "share_b")
+_DIGITS = 6
+
+
+def json_number(value: float | None) -> float | None:
+    """A JSON-safe rounded float (NaN becomes None) so reports are stable byte for byte."""
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), _DIGITS)
+
+
+def json_ci(samples: np.ndarray, level: float) -> list[float | None] | None:
+    ci = percentile_ci(samples, level)
+    return [json_number(ci[0]), json_number(ci[1])] if ci else None
+
+
+def _position_stats(observations: list[SlotObservation]) -> dict[str, Any]:
+    """Position consistency over pairs judged ok in both orders; first-slot win rate over decisive units."""
+    by_pair: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for obs in observations:
+        by_pair[(obs.prompt_id, obs.seed)].append(obs.outcome)
+    both = [outcomes for outcomes in by_pair.values() if len(outcomes) == 2]
+    consistent = sum(first == second for first, second in both)
+    decisive = [obs.slot_outcome for obs in observations if obs.slot_outcome in (1, 2)]
+    return {
+        "position_pairs": len(both),
+        "position_consistency": json_number(consistent / len(both)) if both else None,
+        "first_slot_decisive": len(decisive),
+        "first_slot_win_rate": json_number(decisive.count(1) / len(decisive)) if decisive else None,
+    }
+
+
+def _lengths(pairs: list[PairVerdict]) -> dict[str, Any]:
+    known = [(p.len_a, p.len_b) for p in pairs if p.len_a is not None and p.len_b is not None]
+    return {
+        "mean_len_a": json_number(np.mean([a for a, _ in known])) if known else None,
+        "mean_len_b": json_number(np.mean([b for _, b in known])) if known else None,
+    }
+
+
+def _row(
+    pairs: list[PairVerdict],
+    totals: np.ndarray,
+    boot_totals: np.ndarray,
+    per_prompt: np.ndarray,
+    observations: list[SlotObservation],
+    level: float,
+) -> dict[str, Any]:
+    """Metrics of one (combination, seed-or-pooled) slice; per_prompt is [prompt, feature]."""
+    failures = Counter(p.failure for p in pairs if p.votes is None)
+    point = rate_metrics(totals)
+    boot = rate_metrics(boot_totals)
+    net = per_prompt[:, 2] - per_prompt[:, 0]  # B's votes minus A's, per prompt
+    prompts_b, prompts_a = int((net > 0).sum()), int((net < 0).sum())
+    row: dict[str, Any] = {
+        "n_pairs": len(pairs),
+        "failed_pairs": sum(failures.values()),
+        "failure_rate": json_number(sum(failures.values()) / len(pairs)) if pairs else None,
+        "failures": dict(sorted(failures.items())),
+        "judged": json_number(totals[:3].sum()),
+        "a_wins": json_number(totals[0]),
+        "ties": json_number(totals[1]),
+        "b_wins": json_number(totals[2]),
+    }
+    for name in CI_METRICS:
+        row[name] = json_number(point[name])
+        row[f"{name}_ci"] = json_ci(boot[name], level)
+    row.update(
+        sign_test_prompts_b=prompts_b,
+        sign_test_prompts_a=prompts_a,
+        sign_test_p=json_number(sign_test(prompts_b, prompts_a)),
+        longer_wins=json_number(point["longer_wins"]),
+        longer_decisive_votes=json_number(totals[4]),
+        **_lengths(pairs),
+        **_position_stats(observations),
+    )
+    return row
+
+
+def summarize(
+    comparison: Comparison, n_resamples: int = 2000, rng_seed: int = 0, level: float = 0.95
+) -> dict:
+    """The report of one comparison as plain JSON-ready data."""
+    prompts, seeds = comparison.prompts, comparison.seeds
+    weights = bootstrap_weights(len(prompts), n_resamples, rng_seed)
+    obs_by_seed: dict[str, list[SlotObservation]] = defaultdict(list)
+    for obs in comparison.slot_observations:
+        obs_by_seed[obs.seed].append(obs)
+    combinations = {}
+    for combo, pairs in comparison.pairs.items():
+        features = feature_tensor(pairs, prompts, seeds)  # [prompt, seed, feature]
+        boot = np.einsum("rp,psk->rsk", weights, features)  # [resample, seed, feature]
+        rows = []
+        for index, seed in enumerate(seeds):
+            seed_pairs = [p for p in pairs if p.seed == seed]
+            slice_ = _row(
+                seed_pairs,
+                features[:, index].sum(axis=0),
+                boot[:, index],
+                features[:, index],
+                obs_by_seed[seed],
+                level,
+            )
+            rows.append({"seed": seed, **slice_})
+        pooled = _row(
+            pairs,
+            features.sum(axis=(0, 1)),
+            boot.sum(axis=1),
+            features.sum(axis=1),
+            comparison.slot_observations,
+            level,
+        )
+        rows.append({"seed": POOLED, **pooled})
+        combinations[combo] = {
+            "rows": rows,
+            "limit_win_rate": json_number(mean_over_seeds_win_rate(features.sum(axis=0))),
+            "limit_win_rate_ci": json_ci(mean_over_seeds_win_rate(boot), level),
+        }
+    return {
+        "name": comparison.name,
+        "generator_a": comparison.generator_a,
+        "generator_b": comparison.generator_b,
+        "order_policy": comparison.order_policy,
+        "seeds": seeds,
+        "n_prompts": len(prompts),
+        "n_units": comparison.n_units,
+        "unit_failures": comparison.unit_failures,
+        "partial": comparison.partial,
+        "sources": comparison.sources,
+        "meta": comparison.meta,
+        "anomalies": comparison.anomalies,
+        "notes": comparison.notes,
+        "combinations": combinations,
+    }
