@@ -50,5 +50,11 @@ format: install  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+data: install  ## build the seven paper datasets into $(DATA_ROOT) (GAIR/lima is gated: set HF_TOKEN)
+	$(PY) data_prep/build_datasets.py --recipe all --out $(DATA_ROOT)
+
+bench: install  ## run every benchmark script in bench/ (figures quoted in the issues' closing notes)
+	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf runs build .pytest_cache .ruff_cache
