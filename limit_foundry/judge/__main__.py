@@ -1,0 +1,29 @@
+"""`python -m limit_foundry.judge {run,report,calibrate}`: the pairwise LLM judge's command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from limit_foundry.judge import calibrate, report, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m limit_foundry.judge",
+        description="Pairwise LLM judge for instruction-tuning studies: run judgments (resumable, cached, "
+        "cost-capped), report win rates with confidence intervals, calibrate a judge against reference verdicts.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{run,report,calibrate}")
+    for module in (run_cli, report, calibrate):
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

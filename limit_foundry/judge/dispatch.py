@@ -1,0 +1,96 @@
+"""Synchronous dispatch: up to `concurrency` judge requests in flight, results handled in the caller's thread.
+
+Only the calling thread writes results, so the append-only log needs no locking. A fatal error or a
+Ctrl-C stops new dispatches, lets the requests already in flight finish (they are paid for) and hands
+their results over before re-raising; a second Ctrl-C gives up waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from limit_foundry.judge.client import CallFailure, Completion, FatalJudgeError, Interrupted
+from limit_foundry.judge.cost import Budget
+from limit_foundry.judge.units import Unit
+
+Outcome = Completion | CallFailure
+
+
+class Backend(Protocol):
+    name: str
+    provider: str
+
+    def complete(self, body: dict[str, Any], stop: threading.Event) -> Outcome: ...
+
+    def preflight(self, stop: threading.Event) -> str: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    unit: Unit
+    body: dict[str, Any]
+    request_key: str
+    estimate: float  # estimated cost in USD, held against --max-cost while in flight
+
+
+def dispatch(
+    backend: Backend,
+    jobs: list[Job],
+    concurrency: int,
+    budget: Budget,
+    stop: threading.Event,
+    on_result: Callable[[Job, Outcome], float],
+) -> list[Job]:
+    """Run the jobs; `on_result` records an outcome and returns what it cost. Returns the jobs left
+    undispatched because they did not fit under the budget. Raises FatalJudgeError or KeyboardInterrupt
+    after the in-flight requests have been recorded."""
+    pending = deque(jobs)
+    in_flight: dict[Future, Job] = {}
+    fatal: list[FatalJudgeError] = []
+    progress = tqdm(total=len(jobs), desc="judging", unit="call", disable=None)
+
+    def finish(future: Future) -> None:
+        job = in_flight.pop(future)
+        try:
+            outcome = future.result()
+        except Interrupted:
+            budget.settle(job.estimate, 0.0)
+            return
+        except FatalJudgeError as err:
+            budget.settle(job.estimate, 0.0)
+            fatal.append(err)
+            stop.set()
+            return
+        budget.settle(job.estimate, on_result(job, outcome))
+        progress.update()
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < concurrency and not stop.is_set():
+                    if not budget.reserve(pending[0].estimate):
+                        break
+                    job = pending.popleft()
+                    in_flight[pool.submit(backend.complete, job.body, stop)] = job
+                if not in_flight:
+                    break  # stopped, or nothing more fits under the budget
+                done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finish(future)
+        except KeyboardInterrupt:
+            stop.set()
+            for future in as_completed(list(in_flight)):
+                finish(future)
+            raise
+        finally:
+            progress.close()
+    if fatal:
+        raise fatal[0]
+    return [] if stop.is_set() else list(pending)

@@ -1,0 +1,78 @@
+"""The `hf` backend on a tiny random chat model: the plumbing (records, failures, resume), not the quality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from run_fixtures import distinct_answers, latest, write_sides
+
+from limit_foundry.judge.run import EXIT_ABORTED, EXIT_OK, RunOptions, run_judge
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|endoftext|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def _tiny_chat_model(directory: Path, context: int) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from limit_foundry.models.tiny import load_tiny_tokenizer
+
+    tokenizer = load_tiny_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=context,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return _tiny_chat_model(tmp_path_factory.mktemp("tiny_llama"), context=4096)
+
+
+def _run(a, b, out: Path, model: Path | str, **extra):
+    options = RunOptions(a=a, b=b, out=out, model=str(model), backend="hf", max_tokens=6, **extra)
+    return run_judge(options, log=lambda _: None)
+
+
+def test_hf_backend_records_every_unit_and_a_rerun_calls_nothing(tmp_path, tiny_model):
+    a, b = write_sides(tmp_path, *distinct_answers(2, seeds=(0,)))
+    first = _run(a, b, tmp_path / "out", tiny_model, cache_dir=tmp_path / "cache")
+    assert first.exit_code == EXIT_OK and first.calls == 4 and first.cost_usd == 0.0
+    records = latest(tmp_path / "out")
+    assert len(records) == 4
+    for record in records.values():
+        # a random model writes noise: recorded as a failure with its raw text, never dropped
+        assert record["status"] == "failed" and record["failure"] in ("parse_error", "truncated")
+        assert isinstance(record["raw"], str) and record["usage"]["prompt_tokens"] > 100
+        assert record["usage"]["completion_tokens"] <= 6 and record["cost_usd"] == 0.0
+    again = _run(a, b, tmp_path / "out", tiny_model, cache_dir=tmp_path / "cache")
+    assert again.exit_code == EXIT_OK and again.calls == 0
+
+
+def test_hf_backend_records_prompts_longer_than_the_context(tmp_path):
+    model = _tiny_chat_model(tmp_path / "short_context", context=64)
+    a, b = write_sides(tmp_path, *distinct_answers(1, seeds=(0,)))
+    result = _run(a, b, tmp_path / "out", model, no_cache=True)
+    assert result.exit_code == EXIT_OK
+    assert {r["failure"] for r in latest(tmp_path / "out").values()} == {"context_length"}
+
+
+def test_hf_backend_refuses_a_directory_that_is_not_a_model(tmp_path):
+    a, b = write_sides(tmp_path, *distinct_answers(1, seeds=(0,)))
+    result = _run(a, b, tmp_path / "out", tmp_path, no_cache=True)
+    assert result.exit_code == EXIT_ABORTED and "not a Hugging Face model directory" in result.message
