@@ -53,6 +53,20 @@ format: install  ## apply ruff's formatting and fixes
 data: install  ## build the seven paper datasets into $(DATA_ROOT) (GAIR/lima is gated: set HF_TOKEN)
 	$(PY) data_prep/build_datasets.py --recipe all --out $(DATA_ROOT)
 
+gauntlet-data: install  ## download the pinned Eval Gauntlet benchmark files (to $$GAUNTLET_DATA_DIR or data/gauntlet/local_data)
+	$(PY) -m limit_foundry.eval.data download
+
+gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per task> OUT=<dir>; honours GAUNTLET_DATA_DIR
+	@[ -n "$(MODEL)" ] || { echo "usage: make gauntlet MODEL=<checkpoint>[,<more>] [GAUNTLET=v0|v0.3] [LIMIT=n] [OUT=dir]" >&2; exit 2; }
+	$(PY) eval/gauntlet.py run --model $(MODEL) --gauntlet $(GAUNTLET) --out $(or $(OUT),runs/gauntlet) \
+	  $(if $(LIMIT),--limit $(LIMIT))
+
+study: install  ## run a whole study: STUDY=yamls/studies/limit_7b.yaml [OUT=dir]; resumes where it stopped
+	$(PY) -m limit_foundry.study run $(STUDY) $(if $(OUT),--out $(OUT))
+
+demo: install  ## the whole study in miniature, offline on CPU (report in runs/demo/report.md, or OUT=<dir>)
+	$(PY) -m limit_foundry.study run yamls/studies/demo.yaml --out $(or $(OUT),runs/demo)
+
 bench: install  ## run every benchmark script in bench/ (figures quoted in the issues' closing notes)
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
 

@@ -25,7 +25,9 @@ print(json.dumps(groups))
 def builtin_names() -> dict[str, list[str]]:
     groups = sorted({ep.group.removeprefix("llmfoundry_") for ep in ENTRY_POINTS})
     code = f"GROUPS = {groups!r}\n{_LIST_BUILTINS}"
-    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -1,0 +1,132 @@
+"""Decoding settings and a sampler whose draws depend only on (seed, prompt id), never on the batch.
+
+LIMIT did not publish its generation settings (sampled, ~1k-token cap); the defaults here follow
+LIMA's published ones: nucleus sampling p 0.9, temperature 0.7, repetition penalty 1.2
+(LIMIT_FACTS §3), with LIMA's 2,048-token cap lowered to LIMIT's ~1k.
+
+Reproducibility: `model.generate`'s own sampling draws every row from one global RNG, so a
+prompt's text would change with its batch mates and with resumption. `SeededSampler` is a logits
+processor that does the whole decoding step itself (penalty, temperature, top-k, top-p, draw) with
+one `torch.Generator` per row, seeded from (seed, prompt_id), and hands `generate` a one-hot
+score row; `generate` then runs in greedy mode and keeps its batching and KV cache. Draws use the
+inverse CDF over tokens sorted by probability, so a last-bit difference in batched arithmetic only
+changes a token when the draw lands on a boundary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+PAPER_DEFAULTS_NOTE = (
+    "defaults follow LIMA's published decoding (nucleus p 0.9, temperature 0.7, repetition penalty 1.2); "
+    "max_new_tokens 1024 follows LIMIT's ~1k cap (LIMIT did not publish its settings; LIMIT_FACTS §3)"
+)
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """Everything that decides the generated text besides model, prompt and seed."""
+
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 0.9  # 1.0 disables nucleus filtering
+    top_k: int = 0  # 0 disables top-k filtering
+    repetition_penalty: float = 1.2  # 1.0 disables it (CTRL-style, over prompt and output tokens)
+    max_new_tokens: int = 1024
+    stop_strings: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.temperature < 0:
+            problems.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            problems.append(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.repetition_penalty <= 0:
+            problems.append(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if any(not s for s in self.stop_strings):
+            problems.append("stop strings must not be empty")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["stop_strings"] = list(self.stop_strings)
+        return data
+
+
+def row_seed(seed: int, prompt_id: str) -> int:
+    """The generator seed of one (run seed, prompt) pair: stable across runs, batches and machines."""
+    digest = hashlib.sha256(f"{seed}\0{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+class SeededSampler:
+    """A `generate` logits processor that decodes each row with its own generator (see module doc).
+
+    `start(row_seeds, prompt_starts)` must be called before each `generate` call: the row seeds, and
+    the index where each row's real tokens begin (after left padding), so padding is not penalised.
+    """
+
+    def __init__(self, settings: DecodingSettings):
+        self.settings = settings
+        self._generators: list[torch.Generator] = []
+        self._prompt_starts: torch.Tensor | None = None
+
+    def start(self, row_seeds: Sequence[int], prompt_starts: Sequence[int]) -> None:
+        self._generators = [torch.Generator().manual_seed(s) for s in row_seeds]
+        self._prompt_starts = torch.tensor(prompt_starts, dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._prompt_starts is None or len(self._generators) != scores.shape[0]:
+            raise RuntimeError("SeededSampler.start() was not called for this batch")
+        scores = scores.float()
+        if self.settings.repetition_penalty != 1.0:
+            scores = self._penalise_repeats(input_ids, scores)
+        if self.settings.greedy:
+            chosen = scores.argmax(dim=-1)
+        else:
+            chosen = self._draw(scores / self.settings.temperature)
+        one_hot = torch.full_like(scores, float("-inf"))
+        one_hot.scatter_(1, chosen.unsqueeze(1), 0.0)
+        return one_hot
+
+    def _penalise_repeats(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        real = (positions.unsqueeze(0) >= self._prompt_starts.to(input_ids.device).unsqueeze(1)).to(
+            torch.int32
+        )
+        counts = torch.zeros(scores.shape, dtype=torch.int32, device=scores.device)
+        counts.scatter_add_(1, input_ids, real)
+        penalty = self.settings.repetition_penalty
+        penalised = torch.where(scores < 0, scores * penalty, scores / penalty)
+        return torch.where(counts > 0, penalised, scores)
+
+    def _draw(self, logits: torch.Tensor) -> torch.Tensor:
+        """Top-k, then top-p, then an inverse-CDF draw with each row's generator."""
+        probs = torch.softmax(logits, dim=-1)
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        keep = torch.ones_like(sorted_probs, dtype=torch.bool)
+        if self.settings.top_k > 0:
+            keep[:, self.settings.top_k :] = False
+        if self.settings.top_p < 1.0:
+            mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+            keep &= mass_before < self.settings.top_p  # the most likely token always survives
+        kept = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs)).double()
+        cdf = torch.cumsum(kept, dim=-1)
+        draws = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self._generators])
+        targets = draws.to(cdf.device) * cdf[:, -1]
+        index = torch.searchsorted(cdf, targets.unsqueeze(1), right=True).clamp(max=cdf.shape[1] - 1)
+        return order.gather(1, index).squeeze(1)

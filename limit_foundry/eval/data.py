@@ -1,0 +1,228 @@
+"""Gauntlet benchmark data: download from llm-foundry's GitHub repository at a pinned commit, checked.
+
+LLM Foundry 0.22's wheel ships no benchmark files (LIMIT_FACTS §2); they live in the llm-foundry
+repository under `scripts/eval/local_data/`. `eval/gauntlet_data_manifest.json` pins the commit
+(the v0.22.0 release, 969212bd384a) and every file the v0 and v0.3 tasks read, each with its git
+blob SHA-1 (from the commit's tree) and, where the file was readable when pinning, its sha256 and
+size. A download is accepted only if every recorded checksum matches. `GAUNTLET_DATA_DIR` points
+the Gauntlet at an existing copy instead.
+
+    python -m limit_foundry.eval.data download --out data/gauntlet/local_data
+    python -m limit_foundry.eval.data pin --repo PATH/TO/llm-foundry   # maintainers: rebuild the manifest
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from limit_foundry.eval.config import REPO_ROOT, VERSIONS, GauntletConfigError, load_gauntlet
+from limit_foundry.io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+
+MANIFEST_PATH = REPO_ROOT / "eval" / "gauntlet_data_manifest.json"
+DEFAULT_DATA_DIR = Path("data") / "gauntlet" / "local_data"
+DATA_DIR_ENV = "GAUNTLET_DATA_DIR"
+RAW_URL = "https://raw.githubusercontent.com/{repository}/{commit}/{base_path}/{path}"
+
+
+class GauntletDataError(RuntimeError):
+    """Benchmark data that cannot be fetched or does not match its pinned checksum."""
+
+
+def default_data_dir() -> Path:
+    """`GAUNTLET_DATA_DIR` when set, else `data/gauntlet/local_data` (where `make gauntlet-data` writes)."""
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """Git's object id of a file's bytes: what a commit's tree records for it."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GauntletDataError(f"{path}: cannot read the data manifest ({err})") from err
+    for key in ("repository", "commit", "base_path", "files"):
+        if key not in manifest:
+            raise GauntletDataError(f"{path}: manifest lacks {key!r}")
+    return manifest
+
+
+def check_bytes(data: bytes, entry: dict[str, Any], name: str) -> None:
+    """Raise unless `data` matches every checksum the manifest records for `name`."""
+    problems = []
+    if entry.get("size") is not None and len(data) != entry["size"]:
+        problems.append(f"size {len(data)} != {entry['size']}")
+    if entry.get("sha256") and sha256_bytes(data) != entry["sha256"]:
+        problems.append(f"sha256 {sha256_bytes(data)} != {entry['sha256']}")
+    if entry.get("git_blob_sha1") and git_blob_sha1(data) != entry["git_blob_sha1"]:
+        problems.append(f"git blob {git_blob_sha1(data)} != {entry['git_blob_sha1']}")
+    if problems:
+        raise GauntletDataError(f"{name}: checksum mismatch ({'; '.join(problems)})")
+
+
+def file_matches(path: Path, entry: dict[str, Any]) -> bool:
+    if not path.is_file():
+        return False
+    if entry.get("sha256"):
+        return sha256_file(path) == entry["sha256"]
+    return git_blob_sha1(path.read_bytes()) == entry.get("git_blob_sha1")
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https or a test's 127.0.0.1)
+            return response.read()
+    except urllib.error.HTTPError as err:
+        raise GauntletDataError(f"{url}: HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise GauntletDataError(
+            f"{url}: cannot download ({reason}). Are you offline? Point {DATA_DIR_ENV} at an existing copy "
+            "of llm-foundry's scripts/eval/local_data instead."
+        ) from err
+
+
+def raw_url(manifest: dict[str, Any], name: str) -> str:
+    """The GitHub raw address of a pinned file at the pinned commit."""
+    return RAW_URL.format(**{k: manifest[k] for k in ("repository", "commit", "base_path")}, path=name)
+
+
+def files_for(manifest: dict[str, Any], versions: list[str]) -> list[str]:
+    """Manifest paths the given Gauntlet versions read (all pinned files when `versions` is empty)."""
+    if not versions:
+        return sorted(manifest["files"])
+    wanted: set[str] = set()
+    for version in versions:
+        wanted |= {task.dataset_uri for task in load_gauntlet(version).tasks.values()}
+    unpinned = sorted(wanted - set(manifest["files"]))
+    if unpinned:
+        raise GauntletDataError(f"the manifest pins no checksum for: {', '.join(unpinned)}")
+    return sorted(wanted)
+
+
+def download(
+    out_dir: str | Path,
+    versions: list[str] | None = None,
+    manifest_path: str | Path = MANIFEST_PATH,
+    base_url: str | None = None,
+    timeout: float = 60.0,
+) -> dict[str, str]:
+    """Fetch missing or stale files into `out_dir`; returns {path: "present" | "downloaded"}."""
+    from tqdm import tqdm
+
+    manifest = load_manifest(manifest_path)
+    out_dir = Path(out_dir)
+    status: dict[str, str] = {}
+    names = files_for(manifest, versions or [])
+    for name in tqdm(names, desc="gauntlet data", unit="file"):
+        entry, target = manifest["files"][name], out_dir / name
+        if file_matches(target, entry):
+            status[name] = "present"
+            continue
+        url = f"{base_url.rstrip('/')}/{name}" if base_url else raw_url(manifest, name)
+        data = _fetch(url, timeout)
+        check_bytes(data, entry, url)
+        atomic_write_bytes(target, data)
+        status[name] = "downloaded"
+    return status
+
+
+def _git(repo: Path, *args: str) -> bytes:
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=300)
+    if result.returncode != 0:
+        raise GauntletDataError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def pin(repo: str | Path, commit: str, base_path: str = "scripts/eval/local_data") -> dict[str, Any]:
+    """A manifest for the files both Gauntlets read, from a local llm-foundry git checkout at `commit`."""
+    repo = Path(repo)
+    full_commit = _git(repo, "rev-parse", commit).decode().strip()
+    wanted = sorted({t.dataset_uri for v in VERSIONS for t in load_gauntlet(v).tasks.values()})
+    files: dict[str, Any] = {}
+    for name in wanted:
+        tree = _git(repo, "ls-tree", full_commit, f"{base_path}/{name}").decode().split()
+        if len(tree) < 3:
+            raise GauntletDataError(f"{name}: not in {base_path} at {full_commit}")
+        entry: dict[str, Any] = {"git_blob_sha1": tree[2], "sha256": None, "size": None}
+        try:
+            data = _git(repo, "cat-file", "blob", tree[2])
+        except GauntletDataError:
+            pass  # a partial clone may lack large blobs: the blob id still pins the content
+        else:
+            entry.update(sha256=sha256_bytes(data), size=len(data))
+        files[name] = entry
+    return {
+        "repository": "mosaicml/llm-foundry",
+        "commit": full_commit,
+        "base_path": base_path,
+        "note": "git_blob_sha1 from the commit's tree pins every file; sha256/size where the blob was readable",
+        "files": files,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m limit_foundry.eval.data", description=__doc__.split("\n\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    get = sub.add_parser("download", help="download the pinned benchmark files (skips files already correct)")
+    get.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"target directory (default: ${DATA_DIR_ENV} when set, else {DEFAULT_DATA_DIR})",
+    )
+    get.add_argument(
+        "--gauntlet",
+        action="append",
+        choices=sorted(VERSIONS),
+        help="only the files this Gauntlet version reads; repeatable (default: every pinned file)",
+    )
+    get.add_argument(
+        "--manifest", type=Path, default=MANIFEST_PATH, help="data manifest (default: %(default)s)"
+    )
+    get.add_argument(
+        "--base-url",
+        default=None,
+        help="fetch <base-url>/<path> instead of GitHub raw (a mirror; default: GitHub)",
+    )
+    get.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: %(default)s)")
+    make = sub.add_parser("pin", help="rebuild the manifest from a local llm-foundry git checkout")
+    make.add_argument("--repo", type=Path, required=True, help="path of an llm-foundry git checkout")
+    make.add_argument(
+        "--commit", default="969212bd384a", help="commit to pin (default: %(default)s, v0.22.0)"
+    )
+    make.add_argument(
+        "--out", type=Path, default=MANIFEST_PATH, help="manifest to write (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "pin":
+            atomic_write_json(args.out, pin(args.repo, args.commit))
+            print(f"wrote {args.out}")
+            return 0
+        out = args.out or default_data_dir()
+        status = download(out, args.gauntlet, args.manifest, args.base_url, args.timeout)
+    except (GauntletDataError, GauntletConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    fetched = sum(s == "downloaded" for s in status.values())
+    print(f"{out}: {fetched} downloaded, {len(status) - fetched} already present and verified")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

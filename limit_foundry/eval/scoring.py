@@ -1,0 +1,173 @@
+"""Gauntlet scores from LLM Foundry's raw metrics, with nothing hidden.
+
+Scoring follows LIMIT_FACTS §2: a benchmark with subcategories is first averaged over them (equal
+weight); score = (accuracy - random_baseline) / (1 - random_baseline); a category is the equal-weight
+mean of its benchmarks; an average is the plain mean of its categories. Unlike LLM Foundry's
+EvalGauntlet callback, a benchmark without data or metrics is listed and its category marked
+incomplete (its score is labelled partial), never silently dropped.
+
+Raw metrics are LLM Foundry's own keys: `metrics/<label>/<n>-shot/<Metric>` and, for a benchmark
+with subcategories, `metrics/<label>/<n>-shot/<subcategory>/<Metric>` (what eval logs); the order
+`.../<Metric>/<subcategory>` is accepted too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from limit_foundry.eval.config import Benchmark, Gauntlet
+
+SCORED, MISSING_DATA, NO_METRICS = "scored", "missing_data", "no_metrics"
+
+
+class RawMetricsError(ValueError):
+    """A raw metrics mapping that cannot be scored; the message names the key."""
+
+
+@dataclass
+class ParsedMetrics:
+    # (label, shots) -> subcategory (None without) -> value, for the benchmark's scored metric
+    accuracy: dict[tuple[str, int], dict[str | None, float]] = field(default_factory=dict)
+    examples: dict[tuple[str, int], int] = field(default_factory=dict)
+    other: dict[str, float] = field(default_factory=dict)  # keys that are not a Gauntlet benchmark's accuracy
+
+
+def _split_key(key: str) -> tuple[str, int, list[str]] | None:
+    parts = key.split("/")
+    if len(parts) < 4 or parts[0] != "metrics" or not parts[2].endswith("-shot"):
+        return None
+    try:
+        shots = int(parts[2][: -len("-shot")])
+    except ValueError:
+        return None
+    return parts[1], shots, parts[3:]
+
+
+def _value(key: str, value: Any, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RawMetricsError(f"{source}: {key!r} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def parse_raw_metrics(
+    gauntlet: Gauntlet,
+    raw: Mapping[str, Any],
+    examples: Mapping[str, Any] | None = None,
+    source: str = "raw metrics",
+) -> ParsedMetrics:
+    """Sort raw metric keys into each benchmark's accuracy (per subcategory) and everything else."""
+    parsed = ParsedMetrics()
+    for key, value in raw.items():
+        number = _value(key, value, source)
+        split = _split_key(key)
+        task = gauntlet.tasks.get(split[0]) if split else None
+        subcategory: str | None = None
+        matched = False
+        if split and task is not None:
+            label, shots, rest = split
+            if rest == [task.metric]:
+                matched = True
+            elif len(rest) == 2 and task.metric in rest:
+                subcategory = rest[0] if rest[1] == task.metric else rest[1]
+                matched = True
+        if not matched:
+            parsed.other[key] = number
+            continue
+        slot = parsed.accuracy.setdefault((label, shots), {})
+        if subcategory in slot:
+            raise RawMetricsError(f"{source}: {key!r} repeats a metric already given for {label}")
+        slot[subcategory] = number
+        if examples and key in examples:
+            count = _value(key, examples[key], f"{source} (examples)")
+            parsed.examples[(label, shots)] = parsed.examples.get((label, shots), 0) + int(count)
+    for (label, shots), slot in parsed.accuracy.items():
+        if None in slot and len(slot) > 1:
+            raise RawMetricsError(
+                f"{source}: {label}/{shots}-shot has both an overall value and subcategories"
+            )
+    return parsed
+
+
+def rescale(accuracy: float, benchmark: Benchmark, gauntlet: Gauntlet) -> float:
+    score = accuracy
+    if gauntlet.subtract_random_baseline:
+        score -= benchmark.random_baseline
+        if gauntlet.rescale_accuracy:
+            score /= 1.0 - benchmark.random_baseline
+    return score
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def _benchmark_result(
+    benchmark: Benchmark, gauntlet: Gauntlet, parsed: ParsedMetrics, missing_data: set[str]
+) -> dict[str, Any]:
+    key = (benchmark.name, benchmark.num_fewshot)
+    result: dict[str, Any] = {
+        "name": benchmark.name,
+        "category": benchmark.category,
+        "num_fewshot": benchmark.num_fewshot,
+        "random_baseline": benchmark.random_baseline,
+        "metric": gauntlet.tasks[benchmark.name].metric,
+        "status": SCORED,
+        "accuracy": None,
+        "score": None,
+        "n_examples": parsed.examples.get(key),
+    }
+    if benchmark.name in missing_data:
+        result["status"] = MISSING_DATA
+    elif key not in parsed.accuracy:
+        result["status"] = NO_METRICS
+    else:
+        slot = parsed.accuracy[key]
+        if None not in slot:
+            result["subcategories"] = dict(sorted(slot.items()))
+        result["accuracy"] = _mean(slot.values())
+        result["score"] = rescale(result["accuracy"], benchmark, gauntlet)
+    return result
+
+
+def score_model(
+    gauntlet: Gauntlet, parsed: ParsedMetrics, model_id: str, missing_data: Iterable[str] = ()
+) -> dict[str, Any]:
+    """One model's benchmarks, categories and averages; incomplete parts are flagged, not dropped."""
+    missing = set(missing_data)
+    benchmarks = [_benchmark_result(b, gauntlet, parsed, missing) for b in gauntlet.benchmarks]
+    categories: dict[str, dict[str, Any]] = {}
+    for name, members in gauntlet.categories.items():
+        rows = [r for r in benchmarks if r["category"] == name]
+        scored = [r for r in rows if r["status"] == SCORED]
+        complete = len(scored) == len(rows)
+        categories[name] = {
+            "score": _mean(r["score"] for r in scored),
+            "complete": complete,
+            "benchmarks_scored": len(scored),
+            "benchmarks_total": len(members),
+            "missing": [{"name": r["name"], "reason": r["status"]} for r in rows if r["status"] != SCORED],
+            "label": "complete" if complete else f"partial: {len(scored)} of {len(rows)} benchmarks",
+        }
+    averages: dict[str, dict[str, Any]] = {}
+    for name, members in gauntlet.averages.items():
+        with_score = [c for c in members if categories[c]["score"] is not None]
+        complete = all(categories[c]["complete"] for c in members)
+        incomplete = [c for c in members if not categories[c]["complete"]]
+        averages[name] = {
+            "score": _mean(categories[c]["score"] for c in with_score),
+            "complete": complete,
+            "categories": list(members),
+            "incomplete_categories": incomplete,
+            "label": "complete" if complete else f"partial: {len(incomplete)} incomplete categories",
+        }
+    return {
+        "model_id": model_id,
+        "benchmarks": benchmarks,
+        "categories": categories,
+        "averages": averages,
+        "other_metrics": dict(sorted(parsed.other.items())),
+    }

@@ -1,0 +1,221 @@
+"""`python -m limit_foundry.generate`: answer a prompt set with any checkpoint, batched, seeded, resumable.
+
+The command line of `limit_foundry.generation_run` (see there for output files, manifest and resume).
+One output file holds every seed of one model; `make generate` runs it over several checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from limit_foundry.data.templates import TEMPLATES
+from limit_foundry.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
+from limit_foundry.engine import DEFAULT_MAX_PADDING
+from limit_foundry.generation_run import (
+    BAD_INPUT_ERRORS,
+    CHAT_TEMPLATE_MODES,
+    GenerationRun,
+    GenerationSetupError,
+    run_generation,
+)
+from limit_foundry.prompts import NAMED_SETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = DecodingSettings()
+    parser = argparse.ArgumentParser(
+        prog="python -m limit_foundry.generate",
+        description=(
+            "Answer a prompt set with a checkpoint for one or more sampling seeds, writing AlpacaEval-style "
+            "records (one JSON file holding every seed) plus <out>.manifest.json. Resumable: rerun the same "
+            f"command after a kill. Decoding {PAPER_DEFAULTS_NOTE}."
+        ),
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model",
+        required=True,
+        help="an HF model directory (LLM Foundry's HF exports included), an MPT directory or hub id "
+        "(e.g. mosaicml/mpt-7b, loaded into LLM Foundry's MPT), or a Composer .pt checkpoint (with --train-yaml)",
+    )
+    model.add_argument("--train-yaml", help="the training YAML of a Composer .pt checkpoint (default: none)")
+    model.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the checkpoint's own)")
+    model.add_argument(
+        "--device", default="auto", help="cpu, cuda or cuda:N (default: auto = cuda if available)"
+    )
+    model.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="weights dtype (default: auto = bfloat16 on CUDA, float32 on CPU)",
+    )
+    model.add_argument(
+        "--attn-impl",
+        default="auto",
+        choices=("auto", "torch", "flash"),
+        help="MPT attention (default: auto = flash on CUDA when flash-attn is installed, else torch)",
+    )
+    model.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let non-MPT HF models run their own code (default: off)",
+    )
+
+    prompts = parser.add_argument_group("prompts")
+    prompts.add_argument(
+        "--prompts",
+        required=True,
+        help=f"a named set {NAMED_SETS} or a prompt file: .jsonl (instruction/prompt/conversations, "
+        "optional prompt_id) or .txt in the LIMIT release layout",
+    )
+    prompts.add_argument(
+        "--prompts-path",
+        help="local copy of a named set: for lima_test a GAIR/lima test file or directory (jsonl/parquet) or "
+        "LIMIT's lima_test_prompts.txt; instruct_v3_test needs LIMIT's instructv3_test_prompts.txt "
+        "(default: lima_test from the hub with your HF token)",
+    )
+    prompts.add_argument(
+        "--template",
+        default="lima_test",
+        help=f"template for bare instructions: {sorted(TEMPLATES)} or a literal containing '{{instruction}}' "
+        "(default: lima_test, the layout LIMIT fed every model). Prompts that arrive wrapped are kept as they are",
+    )
+    prompts.add_argument(
+        "--chat-template",
+        default="off",
+        choices=CHAT_TEMPLATE_MODES,
+        help="feed the bare question through the tokenizer's chat template instead of --template: off, on, "
+        "or auto (= on when the tokenizer defines one). Default: off, as LIMIT's models were trained on the template",
+    )
+
+    decoding = parser.add_argument_group("decoding (defaults: LIMA's settings, LIMIT's ~1k cap)")
+    decoding.add_argument(
+        "--temperature", type=float, default=defaults.temperature, help="0 = greedy (default: %(default)s)"
+    )
+    decoding.add_argument(
+        "--top-p", type=float, default=defaults.top_p, help="nucleus mass, 1 = off (default: %(default)s)"
+    )
+    decoding.add_argument("--top-k", type=int, default=defaults.top_k, help="0 = off (default: %(default)s)")
+    decoding.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=defaults.repetition_penalty,
+        help="1 = off (default: %(default)s)",
+    )
+    decoding.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=defaults.max_new_tokens,
+        help="cap per answer, lowered per prompt where the model's context ends (default: %(default)s)",
+    )
+    decoding.add_argument(
+        "--stop",
+        action="append",
+        default=[],
+        help="stop string, repeatable; cut from the output (default: none, EOS only)",
+    )
+
+    run = parser.add_argument_group("run")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="output JSON (all seeds in one file)")
+    where.add_argument(
+        "--out-dir", type=Path, help="write <out-dir>/<generator>/<prompt set>.json instead (for sweeps)"
+    )
+    run.add_argument("--seeds", type=int, default=1, help="number of sampling seeds (default: %(default)s)")
+    run.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1 (default: 0)"
+    )
+    run.add_argument(
+        "--generator", help="the records' `generator` name (default: derived from the model path)"
+    )
+    run.add_argument(
+        "--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)"
+    )
+    run.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=0,
+        help="cap on batch rows x (padded prompt + new tokens), bounds KV-cache memory (default: 0 = no cap)",
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="discard whatever the output holds and start over"
+    )
+    run.add_argument(
+        "--max-padding",
+        type=float,
+        default=DEFAULT_MAX_PADDING,
+        help="left-padding tokens a batch may hold, as a fraction of its real prompt tokens; a longer "
+        "prompt starts a new batch (default: %(default)s)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch; on a machine shared with other jobs 1 can be many times faster "
+        "(default: 0 = torch's default, one per core)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> GenerationRun:
+    try:
+        decoding = DecodingSettings(
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            repetition_penalty=args.repetition_penalty,
+            max_new_tokens=args.max_new_tokens,
+            stop_strings=tuple(args.stop),
+        )
+    except ValueError as err:
+        raise GenerationSetupError(str(err)) from err
+    return GenerationRun(
+        model=args.model,
+        prompts=args.prompts,
+        out=args.out,
+        out_dir=args.out_dir,
+        prompts_path=args.prompts_path,
+        train_yaml=args.train_yaml,
+        tokenizer=args.tokenizer,
+        seeds=args.seeds,
+        first_seed=args.first_seed,
+        decoding=decoding,
+        template=args.template,
+        chat_template=args.chat_template,
+        generator=args.generator,
+        batch_size=args.batch_size,
+        max_batch_tokens=args.max_batch_tokens,
+        max_padding=args.max_padding,
+        device=args.device,
+        dtype=args.dtype,
+        attn_impl=args.attn_impl,
+        trust_remote_code=args.trust_remote_code,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        threads=args.threads,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run_generation(run_from_args(args))
+    except BAD_INPUT_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if summary.already_finished:
+        print(f"{summary.out}: already finished ({summary.records} records); nothing to do")
+        return 0
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.finish_reasons.items()))
+    print(
+        f"{summary.out}: {summary.records} records ({summary.generated_now} generated now, {summary.resumed} "
+        f"resumed); finish reasons: {reasons}; {summary.generated_tokens} tokens at {summary.tokens_per_s:.1f} tok/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

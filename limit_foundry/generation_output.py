@@ -1,0 +1,195 @@
+"""Where a generation run's results live, and how a killed run resumes without redoing work.
+
+`<out>` (JSON list of AlpacaEval-style records, written atomically once every (prompt, seed) is done),
+`<out>.partial.jsonl` (append-only progress, one record per finished row) and `<out>.manifest.json`
+(what produced the records). The manifest's `identity` holds everything that decides the text; a run
+whose identity differs from the one on disk is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from limit_foundry.io import JsonlAppender, atomic_write_json, read_jsonl_log, stable_json_hash
+
+MANIFEST_FORMAT = "limit_foundry.generate/1"
+
+
+class OutputConflictError(RuntimeError):
+    """The output path holds results of another run (or is being written by one)."""
+
+
+def make_record(
+    *,
+    instruction: str,
+    output: str,
+    generator: str,
+    dataset: str,
+    datasplit: str,
+    seed: int,
+    prompt_id: str,
+    finish_reason: str,
+    prompt_tokens: int,
+    output_tokens: int,
+) -> dict[str, Any]:
+    """One output in AlpacaEval's model-outputs layout, plus what the judge matches on and counts.
+
+    `instruction` is the bare question (the judge never sees the template).
+    """
+    return {
+        "instruction": instruction,
+        "output": output,
+        "generator": generator,
+        "dataset": dataset,
+        "datasplit": datasplit,
+        "seed": seed,
+        "prompt_id": prompt_id,
+        "finish_reason": finish_reason,
+        "prompt_tokens": prompt_tokens,
+        "output_tokens": output_tokens,
+    }
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, int]:
+    return record["prompt_id"], record["seed"]
+
+
+@dataclass
+class OutputPaths:
+    out: Path
+    partial: Path = field(init=False)
+    manifest: Path = field(init=False)
+    lock: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.partial = self.out.with_name(self.out.name + ".partial.jsonl")
+        self.manifest = self.out.with_name(self.out.name + ".manifest.json")
+        self.lock = self.out.with_name(self.out.name + ".lock")
+
+    def existing(self) -> list[Path]:
+        return [p for p in (self.out, self.partial, self.manifest) if p.exists()]
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    import json
+
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise OutputConflictError(
+            f"{path}: not valid JSON ({err.msg}); remove it or pass --overwrite"
+        ) from err
+
+
+@dataclass
+class ResumeState:
+    """What is already on disk for this identity."""
+
+    finished: bool
+    done: dict[tuple[str, int], dict[str, Any]]  # records already generated, by (prompt_id, seed)
+    torn_tail: bool = False
+
+
+def inspect_output(
+    paths: OutputPaths, identity: dict[str, Any], expected: set[tuple[str, int]]
+) -> ResumeState:
+    """Decide between fresh start, resume and nothing-to-do; refuse another run's results."""
+    existing = paths.existing()
+    if not existing:
+        return ResumeState(False, {})
+    manifest = _read_manifest(paths.manifest)
+    if manifest is None or manifest.get("format") != MANIFEST_FORMAT:
+        names = ", ".join(str(p) for p in existing)
+        raise OutputConflictError(
+            f"{paths.out}: holds results without a generation manifest ({names}); "
+            "choose another --out or pass --overwrite"
+        )
+    if manifest.get("identity_sha256") != stable_json_hash(identity):
+        changed = sorted(k for k in identity if manifest.get("identity", {}).get(k) != identity[k])
+        raise OutputConflictError(
+            f"{paths.out}: holds another run's results (different {', '.join(changed) or 'settings'}); "
+            "choose another --out or pass --overwrite"
+        )
+    if paths.out.exists():
+        return ResumeState(True, {})
+    log = read_jsonl_log(paths.partial)
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for number, record in enumerate(log.records, start=1):
+        key = record_key(record)
+        if key not in expected:
+            raise OutputConflictError(f"{paths.partial}: record {number} {key} is not part of this run")
+        done[key] = record
+    return ResumeState(False, done, log.torn_tail)
+
+
+class OutputLock:
+    """An exclusive lock on `<out>.lock`, so two processes never append to one progress log.
+
+    The holder deletes the file before releasing it; a process that locked a deleted file (it opened
+    the file just before) sees that the path now names another inode and tries again.
+    """
+
+    def __init__(self, paths: OutputPaths):
+        self.path = paths.lock
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while self._fd is None:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as err:
+                os.close(fd)
+                raise OutputConflictError(
+                    f"{self.path}: another generation run is writing {self.path.stem}"
+                ) from err
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                self._fd = fd
+            else:
+                os.close(fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        self.path.unlink(missing_ok=True)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+
+def clear_output(paths: OutputPaths) -> None:
+    """Remove a previous run's files (`--overwrite`), just before the new run writes its own."""
+    for path in paths.existing():
+        path.unlink()
+
+
+def write_manifest(paths: OutputPaths, identity: dict[str, Any], details: dict[str, Any]) -> None:
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "identity": identity,
+        "identity_sha256": stable_json_hash(identity),
+        **details,
+    }
+    atomic_write_json(paths.manifest, manifest)
+
+
+def open_progress_log(paths: OutputPaths) -> JsonlAppender:
+    return JsonlAppender(paths.partial)
+
+
+def finalize(paths: OutputPaths, records: list[dict[str, Any]]) -> None:
+    """Write the final JSON atomically, then drop the progress log it supersedes."""
+    atomic_write_json(paths.out, records)
+    paths.partial.unlink(missing_ok=True)

@@ -1,0 +1,167 @@
+"""Run a study's stages in order, skipping every step whose outputs are complete and current.
+
+Before any stage starts: the spec is validated (spec.py) and the credentials each chosen stage needs are
+checked, so a study never fails after an hour of training for want of an API key. Each step's command is
+run as a subprocess (the stage CLIs are the interface; their own logs and progress bars stream through);
+the study manifest records it once it succeeded, so a killed study resumes at the step it was in.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from limit_foundry.io import atomic_write_json, stable_json_hash
+from limit_foundry.study.manifest import StudyManifest
+from limit_foundry.study.spec import STAGES, SpecError, StudySpec
+from limit_foundry.study.stages import STAGE_BUILDERS, Step, StudyLayout, judge_backend
+
+STUDY_JSON = "study.json"
+
+
+class StudyError(RuntimeError):
+    """A step that failed or cannot start; the message names the step and its command."""
+
+
+def _hf_token_present() -> bool:
+    if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):
+        return True
+    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return (home / "token").is_file()
+
+
+def missing_credentials(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
+    """Every credential the chosen stages need and the environment lacks, each naming the spec line."""
+    from limit_foundry.data.recipes import parse_recipe
+
+    problems = []
+    if (
+        "judge" in stages
+        and spec.comparisons
+        and judge_backend(spec) == "openai"
+        and not os.environ.get("OPENAI_API_KEY")
+    ):
+        problems.append(
+            f"{spec.path}:{spec.line_of('judge.backend')}: judge.backend openai needs OPENAI_API_KEY"
+        )
+    if "train" in stages and spec.train_target == "platform":
+        from limit_foundry.platform import platform_credentials_present
+
+        if not platform_credentials_present():
+            problems.append(
+                f"{spec.path}:{spec.line_of('train.target')}: train.target platform needs MOSAICML_API_KEY "
+                "(or `mcli set api-key`)"
+            )
+    if not _hf_token_present():
+        if "data" in stages and "lima" not in spec.source_paths:
+            for run in spec.runs.values():
+                if "lima" in parse_recipe(run.recipe).sources:
+                    problems.append(
+                        f"{spec.path}:{run.line}: runs.{run.name}: recipe {run.recipe!r} reads gated GAIR/lima "
+                        "from the hub: set HF_TOKEN or give data.source_paths.lima"
+                    )
+                    break
+        if "generate" in stages and "lima_test" in spec.prompt_sets and not spec.prompt_sets["lima_test"]:
+            problems.append(
+                f"{spec.path}:{spec.line_of('generate.prompt_sets')}: prompt set lima_test from gated GAIR/lima "
+                "needs HF_TOKEN (or a local path)"
+            )
+    return problems
+
+
+def plan(spec: StudySpec, layout: StudyLayout, stages: tuple[str, ...]) -> list[Step]:
+    return [step for stage in stages for step in STAGE_BUILDERS[stage](spec, layout)]
+
+
+def _study_record(spec: StudySpec, layout: StudyLayout, steps: list[Step]) -> dict:
+    """OUT/study.json: the validated spec and each step's command, for the report and for reproducing."""
+    spec_dict = {k: v for k, v in asdict(spec).items() if k != "lines"}
+    spec_dict["path"] = str(spec.path)
+    return {
+        "spec": spec_dict,
+        "judge": {"backend": judge_backend(spec)},
+        "layout": {"out": str(layout.out)},
+        "steps": [
+            {
+                "stage": s.stage,
+                "key": s.key,
+                "command": s.command,
+                **({"config": s.params["config"]} if "config" in s.params else {}),
+            }
+            for s in steps
+        ],
+    }
+
+
+def _missing_inputs(step: Step) -> list[Path]:
+    return [p for p in step.inputs if not p.exists()]
+
+
+def _run_step(step: Step, manifest: StudyManifest, fingerprint: str) -> tuple[float, bool]:
+    """Run one step's command; returns (wall seconds, partial)."""
+    command = list(step.command)
+    previous = manifest.step(step.key)
+    if step.overwrite_flag and previous and previous.get("fingerprint") != fingerprint:
+        command.append(step.overwrite_flag)  # earlier outputs came from other inputs: replace them
+    started = time.monotonic()
+    result = subprocess.run(command)
+    partial = step.partial_exit_code is not None and result.returncode == step.partial_exit_code
+    if result.returncode != 0 and not partial:
+        raise StudyError(f"step {step.key} failed (exit {result.returncode}): {shlex.join(command)}")
+    if step.after is not None:
+        step.after()
+    missing = [p for p in step.outputs if not p.exists()]
+    if missing:
+        raise StudyError(f"step {step.key} finished but did not write {[str(p) for p in missing]}")
+    return time.monotonic() - started, partial
+
+
+def run_study(spec: StudySpec, out: Path, stages: tuple[str, ...], dry_run: bool = False) -> dict[str, float]:
+    """Run (or, dry, print) the stages; returns wall seconds per stage run."""
+    layout = StudyLayout(out)
+    problems = missing_credentials(spec, stages)
+    if problems:
+        raise SpecError("missing credentials:\n  " + "\n  ".join(problems))
+    steps = plan(spec, layout, stages)
+    manifest = StudyManifest(out)
+    if dry_run:
+        for step in steps:
+            print(f"[{step.stage}] {step.key}\n  {shlex.join(step.command)}")
+        return {}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / STUDY_JSON, _study_record(spec, layout, plan(spec, layout, STAGES)))
+    timings: dict[str, float] = {}
+    for index, stage in enumerate(stages, 1):
+        stage_steps = [s for s in steps if s.stage == stage]
+        started, ran, skipped = time.monotonic(), 0, 0
+        print(f"== stage {index}/{len(stages)}: {stage} ({len(stage_steps)} steps)", flush=True)
+        for number, step in enumerate(stage_steps, 1):
+            missing = _missing_inputs(step)
+            if missing:
+                raise StudyError(
+                    f"step {step.key} cannot start: {[str(p) for p in missing]} missing (an earlier stage did not "
+                    "produce it; after platform training, put each run's HF export at OUT/models/<run>)"
+                )
+            fingerprint = _fingerprint(manifest, step)
+            if manifest.is_current(step.key, fingerprint, step.outputs):
+                print(f"   [{number}/{len(stage_steps)}] {step.key}: current, skipped", flush=True)
+                skipped += 1
+                continue
+            print(f"   [{number}/{len(stage_steps)}] {step.key}: {shlex.join(step.command)}", flush=True)
+            wall, partial = _run_step(step, manifest, fingerprint)
+            manifest.record_step(step.key, step.stage, step.command, fingerprint, step.outputs, wall, partial)
+            note = " (partial: some items failed; the next run retries them)" if partial else ""
+            print(f"   [{number}/{len(stage_steps)}] {step.key}: done in {wall:.0f} s{note}", flush=True)
+            ran += 1
+        timings[stage] = time.monotonic() - started
+        manifest.record_stage(stage, timings[stage], ran, skipped)
+        print(f"== {stage}: {timings[stage]:.0f} s ({ran} run, {skipped} skipped)", flush=True)
+    return timings
+
+
+def _fingerprint(manifest: StudyManifest, step: Step) -> str:
+    return stable_json_hash({"io": manifest.fingerprint(step.command, step.inputs), "params": step.params})

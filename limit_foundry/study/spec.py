@@ -1,0 +1,302 @@
+"""A study spec: one YAML naming the base model, the training runs, the Gauntlet, generation and the judge.
+
+Everything a study would trip over later (an unknown recipe, base model, Gauntlet version or judge; a
+comparison naming a run the spec does not train; a training config that does not compose) is rejected
+here, before any stage starts, with the spec's file and line. Paths in a spec are relative to the
+directory the study runs from (the repository root), like the training configs'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from limit_foundry.config import ConfigError, compose_config, resolved_dict
+
+# Base models a study can finetune. `prepare`: the runner writes the model into the study directory
+# (the demo's SmolLM2, LIMIT_FACTS §5) and passes it to every training config as variables.base_model;
+# `hub`: the training configs load it themselves; `scratch`: the configs build it (tiny CPU MPT).
+BASE_MODELS: dict[str, str] = {
+    "smollm2-135m-instruct": "prepare",
+    "tiny-mpt": "scratch",
+    "mpt-7b": "hub",
+    "mpt-30b": "hub",
+}
+TRAIN_TARGETS = ("local", "platform")
+JUDGE_BACKENDS = ("hf", "openai", "auto")
+JUDGE_ORDERS = ("both", "single-seeded")
+STAGES = ("data", "train", "gauntlet", "generate", "judge", "report")
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; the message starts with `file:line:`."""
+
+
+@dataclass
+class RunSpec:
+    name: str
+    config: str
+    recipe: str
+    overrides: list[str]
+    line: int
+
+
+@dataclass
+class StudySpec:
+    path: Path
+    name: str
+    base_model: str
+    runs: dict[str, RunSpec]
+    data_seed: int = 17
+    source_paths: dict[str, str] = field(default_factory=dict)
+    train_target: str = "local"
+    train_overrides: list[str] = field(default_factory=list)
+    train_checkpoint: str = "latest"  # which HF export later stages use: latest, or a name like ba40
+    platform: dict[str, Any] = field(default_factory=dict)
+    gauntlet_version: str = "v0"
+    gauntlet_limit: int | None = None
+    gauntlet_data_dir: str | None = None
+    gauntlet_args: list[str] = field(default_factory=list)
+    prompt_sets: dict[str, str | None] = field(default_factory=dict)
+    seeds: int = 1
+    generate_args: list[str] = field(default_factory=list)
+    judge_backend: str = "auto"
+    judge_hf_model: str = "base"
+    judge_openai_model: str = "gpt-4o"
+    judge_base_url: str | None = None
+    judge_template: str | None = None
+    judge_order: str = "single-seeded"
+    comparisons: list[tuple[str, str]] = field(default_factory=list)
+    judge_args: list[str] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # "section.key" -> line, for later errors
+
+    def line_of(self, key: str) -> int:
+        return self.lines.get(key, self.lines.get(key.split(".")[0], 1))
+
+    def error(self, key: str, message: str) -> SpecError:
+        return SpecError(f"{self.path}:{self.line_of(key)}: {key}: {message}")
+
+    @property
+    def base_model_kind(self) -> str:
+        return BASE_MODELS[self.base_model]
+
+
+class _Section:
+    """One mapping of the spec with the line of each key (ruamel.yaml keeps them)."""
+
+    def __init__(self, path: Path, data: Any, name: str, line: int, lines: dict[str, int]) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise SpecError(f"{path}:{line}: {name or 'the top level'} must be a mapping")
+        self.path, self.data, self.name, self.line, self.lines = path, data, name, line, lines
+        self.used: set[str] = set()
+        for key in data:
+            self.lines[self.qualified(key)] = self.key_line(key)
+
+    def qualified(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else str(key)
+
+    def key_line(self, key: str) -> int:
+        lc = getattr(self.data, "lc", None)
+        try:
+            return lc.key(key)[0] + 1 if lc is not None else self.line
+        except (KeyError, TypeError):
+            return self.line
+
+    def fail(self, key: str | None, message: str) -> SpecError:
+        line = self.key_line(key) if key is not None and key in self.data else self.line
+        where = self.qualified(key) if key is not None else (self.name or "spec")
+        return SpecError(f"{self.path}:{line}: {where}: {message}")
+
+    def get(
+        self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False
+    ) -> Any:
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if required:
+                raise self.fail(None, f"`{key}` is required")
+            return default
+        value = self.data[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"must be a {names}, got {value!r}")
+        return value
+
+    def section(self, key: str) -> _Section:
+        self.used.add(key)
+        return _Section(self.path, self.data.get(key), self.qualified(key), self.key_line(key), self.lines)
+
+    def strings(self, key: str) -> list[str]:
+        values = self.get(key, list, [])
+        bad = [v for v in values if not isinstance(v, str)]
+        if bad:
+            raise self.fail(key, f"must be a list of strings, got {bad[0]!r}")
+        return [str(v) for v in values]
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise self.fail(key, f"unknown value {value!r}: use one of {list(choices)}")
+        return value
+
+    def check_unknown(self) -> None:
+        unknown = [k for k in self.data if k not in self.used]
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+
+
+def _load_yaml(path: Path) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError
+
+    if not path.is_file():
+        raise SpecError(f"{path}: study spec not found")
+    try:
+        return YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else 1
+        raise SpecError(f"{path}:{line}: not valid YAML ({err.problem or err})") from err
+
+
+def _check_recipe(recipe: str, where: _Section, key: str) -> None:
+    from limit_foundry.data.recipes import RecipeError, parse_recipe
+    from limit_foundry.data.sources import BUILTIN_SOURCES
+
+    try:
+        parsed = parse_recipe(recipe)
+    except RecipeError as err:
+        raise where.fail(key, f"unknown recipe {recipe!r}: {err}") from err
+    unknown = [s for s in parsed.sources if s not in BUILTIN_SOURCES]
+    if unknown:
+        raise where.fail(
+            key, f"unknown recipe {recipe!r}: no data source {unknown} (known: {sorted(BUILTIN_SOURCES)})"
+        )
+
+
+def _run(name: str, section: _Section, spec: StudySpec) -> RunSpec:
+    config = section.get("config", str, required=True)
+    overrides = section.strings("overrides")
+    recipe = section.get("recipe", str)
+    section.check_unknown()
+    if recipe is not None:
+        overrides = [*overrides, f"variables.recipe={recipe}"]
+    try:
+        composed = compose_config(config, [*overrides, *spec.train_overrides])
+        # `in` on a DictConfig is False for a `???` value; the keys list holds it
+        declares_base = "base_model" in composed.get("variables", {}).keys()  # noqa: SIM118
+        resolved = resolved_dict(
+            compose_config(config, [*overrides, *spec.train_overrides, *_placeholders()])
+        )
+    except ConfigError as err:
+        raise section.fail("config", f"{config}: {err}") from err
+    recipe = recipe or resolved.get("variables", {}).get("recipe")
+    if not recipe:
+        raise section.fail("config", f"{config} names no variables.recipe; add `recipe:` to the run")
+    _check_recipe(str(recipe), section, "recipe" if "recipe" in section.data else "config")
+    if spec.base_model_kind == "prepare" and not declares_base:
+        raise section.fail(
+            "config", f"{config} has no variables.base_model, where the study puts {spec.base_model}"
+        )
+    return RunSpec(name=name, config=config, recipe=str(recipe), overrides=overrides, line=section.line)
+
+
+def _placeholders() -> list[str]:
+    """Values the runner sets per study; given here so composing a config for validation resolves."""
+    return ["variables.base_model=BASE", "variables.save_root=OUT", "variables.data_root=DATA"]
+
+
+def _runs(top: _Section, spec: StudySpec) -> dict[str, RunSpec]:
+    section = top.section("runs")
+    if not section.data:
+        raise section.fail(None, "a study trains at least one run")
+    runs = {}
+    for name in section.data:
+        section.used.add(name)
+        runs[str(name)] = _run(str(name), section.section(name), spec)
+    return runs
+
+
+def _comparisons(judge: _Section, runs: dict[str, RunSpec]) -> list[tuple[str, str]]:
+    pairs = judge.get("comparisons", list, [])
+    out = []
+    lc = getattr(pairs, "lc", None)
+    for index, pair in enumerate(pairs):
+        line = lc.item(index)[0] + 1 if lc is not None else judge.key_line("comparisons")
+        where = f"{judge.path}:{line}: judge.comparisons[{index}]"
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
+            raise SpecError(f"{where}: must be a pair [run_a, run_b], got {pair!r}")
+        missing = [p for p in pair if p not in runs]
+        if missing:
+            raise SpecError(f"{where}: {missing} not trained by this study (runs: {sorted(runs)})")
+        if pair[0] == pair[1]:
+            raise SpecError(f"{where}: compares {pair[0]!r} with itself")
+        out.append((str(pair[0]), str(pair[1])))
+    return out
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a study spec; raises SpecError naming the file and line."""
+    path = Path(path)
+    lines: dict[str, int] = {}
+    top = _Section(path, _load_yaml(path), "", 1, lines)
+    base_model = top.choice("base_model", tuple(BASE_MODELS), "")
+    spec = StudySpec(path=path, name=top.get("name", str, required=True), base_model=base_model, runs={})
+    spec.lines = lines
+
+    data = top.section("data")
+    spec.data_seed = data.get("seed", int, 17)
+    spec.source_paths = {str(k): str(v) for k, v in data.get("source_paths", dict, {}).items()}
+    data.used.add("source_paths")
+    data.check_unknown()
+
+    train = top.section("train")
+    spec.train_target = train.choice("target", TRAIN_TARGETS, "local")
+    spec.train_overrides = train.strings("overrides")
+    spec.train_checkpoint = train.get("checkpoint", str, "latest")
+    spec.platform = dict(train.get("platform", dict, {}))
+    if spec.train_target == "platform" and not spec.platform.get("cluster"):
+        raise train.fail("platform", "train.target platform needs platform.cluster (and gpus)")
+    train.check_unknown()
+    spec.runs = _runs(top, spec)
+
+    gauntlet = top.section("gauntlet")
+    spec.gauntlet_version = gauntlet.get("version", str, "v0")
+    _check_gauntlet(spec.gauntlet_version, gauntlet)
+    spec.gauntlet_limit = gauntlet.get("limit", int)
+    spec.gauntlet_data_dir = gauntlet.get("data_dir", str)
+    spec.gauntlet_args = gauntlet.strings("args")
+    gauntlet.check_unknown()
+
+    generate = top.section("generate")
+    prompt_sets = generate.get("prompt_sets", dict, required=True)
+    spec.prompt_sets = {str(k): (str(v) if v is not None else None) for k, v in prompt_sets.items()}
+    spec.seeds = generate.get("seeds", int, 1)
+    spec.generate_args = generate.strings("args")
+    generate.check_unknown()
+
+    judge = top.section("judge")
+    spec.judge_backend = judge.choice("backend", JUDGE_BACKENDS, "auto")
+    spec.judge_hf_model = judge.get("hf_model", str, "base")
+    spec.judge_openai_model = judge.get("openai_model", str, "gpt-4o")
+    spec.judge_base_url = judge.get("base_url", str)
+    spec.judge_template = judge.get("template", str)
+    spec.judge_order = judge.choice("order", JUDGE_ORDERS, "single-seeded")
+    spec.judge_args = judge.strings("args")
+    spec.comparisons = _comparisons(judge, spec.runs)
+    judge.check_unknown()
+    if spec.judge_hf_model == "base" and spec.base_model_kind != "prepare" and spec.judge_backend != "openai":
+        raise judge.fail("hf_model", f"`base` needs a prepared base model; {spec.base_model} is not one")
+    top.check_unknown()
+    return spec
+
+
+def _check_gauntlet(version: str, section: _Section) -> None:
+    from limit_foundry.eval.config import VERSIONS
+
+    if version not in VERSIONS and not (version.endswith((".yaml", ".yml")) and Path(version).is_file()):
+        raise section.fail(
+            "version", f"unknown Gauntlet version {version!r}: use {sorted(VERSIONS)} or a config file"
+        )

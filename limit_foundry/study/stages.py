@@ -1,0 +1,344 @@
+"""The study's stages as exact commands: each stage CLI of this package, with paths inside the study directory.
+
+Layout of a study directory OUT (every stage reads only what earlier stages wrote there):
+    base/<model>/                 the prepared base model (the demo's SmolLM2 export)
+    data/<recipe>/                MDS datasets + manifest.json (data_prep/build_datasets.py)
+    train/<run_name>/             checkpoints and HF exports (composer train.py)
+    models/<run>                  link to the HF export later stages use (latest, or train.checkpoint)
+    gauntlet/                     results.json, results.md, gauntlet.png (limit_foundry.eval.gauntlet)
+    generate/<run>/<set>.json     AlpacaEval-format generations + manifest (limit_foundry.generate)
+    judge/<a>_vs_<b>/<set>/       judgments and summary (limit_foundry.judge)
+    report.md + figures           (limit_foundry.report)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from limit_foundry.config import compose_config, resolved_dict
+from limit_foundry.study.spec import RunSpec, StudySpec
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ICL_SAMPLES_DIR = REPO_ROOT / "limit_foundry" / "assets" / "samples" / "icl"
+_EXPORT_STEP = re.compile(r"^(ba|ep)(\d+)")
+
+
+@dataclass
+class Step:
+    """One command of a stage, with what it reads and writes (hashed by the study manifest)."""
+
+    stage: str
+    key: str
+    command: list[str]
+    inputs: list[Path]
+    outputs: list[Path]
+    params: dict[str, Any] = field(default_factory=dict)  # what the command reads besides `inputs`
+    overwrite_flag: str | None = None  # passed when redoing a step whose earlier outputs are stale
+    after: Callable[[], None] | None = None  # in-process work once the command succeeded
+    partial_exit_code: int | None = None  # "finished, but some items failed": recorded, retried on rerun
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    out: Path
+
+    @property
+    def data_root(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def train_root(self) -> Path:
+        return self.out / "train"
+
+    def base_dir(self, spec: StudySpec) -> Path:
+        return self.out / "base" / spec.base_model
+
+    def model_dir(self, run: str) -> Path:
+        return self.out / "models" / run
+
+    @property
+    def gauntlet_dir(self) -> Path:
+        return self.out / "gauntlet"
+
+    def generation(self, run: str, prompt_set: str) -> Path:
+        return self.out / "generate" / run / f"{prompt_set}.json"
+
+    def judge_dir(self, a: str, b: str, prompt_set: str) -> Path:
+        return self.out / "judge" / f"{a}_vs_{b}" / prompt_set
+
+    @property
+    def report(self) -> Path:
+        return self.out / "report.md"
+
+
+def python() -> str:
+    return sys.executable
+
+
+def composer() -> str:
+    return str(Path(sys.executable).parent / "composer")
+
+
+def judge_backend(spec: StudySpec) -> str:
+    if spec.judge_backend == "auto":
+        return "openai" if os.environ.get("OPENAI_API_KEY") else "hf"
+    return spec.judge_backend
+
+
+def gauntlet_data_dir(spec: StudySpec) -> Path:
+    """The spec's data_dir, else $GAUNTLET_DATA_DIR, a downloaded copy, ../shared's copy, the project's samples."""
+    if spec.gauntlet_data_dir and spec.gauntlet_data_dir != "auto":
+        return Path(spec.gauntlet_data_dir)
+    from limit_foundry.eval.data import default_data_dir
+
+    for candidate in (default_data_dir(), REPO_ROOT.parent / "shared" / "data" / "gauntlet" / "local_data"):
+        if candidate.is_dir():
+            return candidate
+    return ICL_SAMPLES_DIR
+
+
+def _recipe_dir(layout: StudyLayout, recipe: str) -> Path:
+    from limit_foundry.data.mds import dataset_dir
+    from limit_foundry.data.recipes import parse_recipe
+
+    return dataset_dir(layout.data_root, parse_recipe(recipe))
+
+
+def _run_overrides(spec: StudySpec, run: RunSpec, layout: StudyLayout) -> list[str]:
+    overrides = [
+        *run.overrides,
+        *spec.train_overrides,
+        f"variables.data_root={layout.data_root}",
+        f"variables.save_root={layout.train_root}",
+    ]
+    if spec.base_model_kind == "prepare":
+        overrides.append(f"variables.base_model={layout.base_dir(spec)}")
+    return overrides
+
+
+def resolved_run_config(spec: StudySpec, run: RunSpec, layout: StudyLayout) -> dict[str, Any]:
+    return resolved_dict(compose_config(run.config, _run_overrides(spec, run, layout)))
+
+
+def data_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    """One build of every recipe the runs use (one process: the data libraries load once)."""
+    recipes = list(dict.fromkeys(run.recipe for run in spec.runs.values()))
+    command = [
+        python(),
+        "data_prep/build_datasets.py",
+        "--out",
+        str(layout.data_root),
+        "--seed",
+        str(spec.data_seed),
+    ]
+    command += [a for recipe in recipes for a in ("--recipe", recipe)]
+    command += [
+        a for name, path in sorted(spec.source_paths.items()) for a in ("--source-path", f"{name}={path}")
+    ]
+    outputs = [_recipe_dir(layout, recipe) for recipe in recipes]
+    inputs = [Path(p) for p in spec.source_paths.values()]
+    return [Step("data", "data", [*command, "--quiet"], inputs, outputs, overwrite_flag="--overwrite")]
+
+
+def export_dir(save_folder: Path, checkpoint: str = "latest") -> Path | None:
+    """The HF export the later stages use: the named one, or the one of the latest batch/epoch."""
+    root = save_folder / "huggingface"
+    if checkpoint != "latest":
+        return root / checkpoint if (root / checkpoint).is_dir() else None
+    found = [(int(m.group(2)), p) for p in root.glob("*") if p.is_dir() and (m := _EXPORT_STEP.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def link_model(link: Path, target: Path) -> None:
+    """Point OUT/models/<run> at an export atomically (a relative link, so OUT can be moved)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp-link")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(target.resolve(), link.parent.resolve()))
+    os.replace(tmp, link)
+
+
+def _publish_export(save_folder: Path, link: Path, checkpoint: str) -> Callable[[], None]:
+    def publish() -> None:
+        found = export_dir(save_folder, checkpoint)
+        if found is None:
+            raise RuntimeError(
+                f"training finished but wrote no HF export {checkpoint!r} under {save_folder}/huggingface"
+            )
+        link_model(link, found)
+
+    return publish
+
+
+def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    steps = []
+    base_inputs: list[Path] = []
+    if spec.base_model_kind == "prepare":
+        base = layout.base_dir(spec)
+        code = f"from limit_foundry.models.smollm2 import export_smollm2; export_smollm2({json.dumps(str(base))})"
+        steps.append(Step("train", "train:base_model", [python(), "-c", code], [], [base]))
+        base_inputs = [base]
+    for name, run in spec.runs.items():
+        resolved = resolved_run_config(spec, run, layout)
+        data = [_recipe_dir(layout, run.recipe)]
+        if spec.train_target == "platform":
+            platform = [
+                a for k, v in sorted(spec.platform.items()) for a in (f"--{k.replace('_', '-')}", str(v))
+            ]
+            command = [
+                python(),
+                "-m",
+                "limit_foundry.submit",
+                run.config,
+                *run.overrides,
+                *spec.train_overrides,
+            ]
+            steps.append(
+                Step("train", f"train:{name}", command + platform, [], [], params={"config": resolved})
+            )
+            continue
+        # composer's launcher starts one process per GPU, or one on a CPU-only machine
+        command = [composer(), "train.py", run.config, *_run_overrides(spec, run, layout)]
+        save_folder = Path(str(resolved["callbacks"]["hf_checkpointer"]["save_folder"]))
+        link = layout.model_dir(name)
+        step = Step(
+            "train", f"train:{name}", command, data + base_inputs, [link], params={"config": resolved}
+        )
+        step.after = _publish_export(save_folder, link, spec.train_checkpoint)
+        steps.append(step)
+    return steps
+
+
+def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    models = [layout.model_dir(name) for name in spec.runs]
+    data_dir = gauntlet_data_dir(spec)
+    named = ",".join(f"{name}={layout.model_dir(name)}" for name in spec.runs)
+    command = [python(), "-m", "limit_foundry.eval.gauntlet", "run", "--model", named]
+    command += [
+        "--gauntlet",
+        spec.gauntlet_version,
+        "--out",
+        str(layout.gauntlet_dir),
+        "--data-dir",
+        str(data_dir),
+    ]
+    if spec.gauntlet_limit:
+        command += ["--limit", str(spec.gauntlet_limit)]
+    command += spec.gauntlet_args
+    inputs = [*models, data_dir]
+    if Path(spec.gauntlet_version).suffix in (".yaml", ".yml"):
+        inputs.append(Path(spec.gauntlet_version))
+    outputs = [layout.gauntlet_dir / "results.json"]
+    return [Step("gauntlet", "gauntlet", command, inputs, outputs, overwrite_flag="--overwrite")]
+
+
+def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    from limit_foundry.prompts import NAMED_SETS
+
+    steps = []
+    for name in spec.runs:
+        for prompt_set, path in spec.prompt_sets.items():
+            if prompt_set in NAMED_SETS:
+                prompts = ["--prompts", prompt_set] + (["--prompts-path", path] if path else [])
+            else:
+                prompts = ["--prompts", str(path)]
+            out = layout.generation(name, prompt_set)
+            command = [
+                python(),
+                "-m",
+                "limit_foundry.generate",
+                "--model",
+                str(layout.model_dir(name)),
+                *prompts,
+            ]
+            command += [
+                "--out",
+                str(out),
+                "--seeds",
+                str(spec.seeds),
+                "--generator",
+                name,
+                *spec.generate_args,
+            ]
+            inputs = [layout.model_dir(name)] + ([Path(path)] if path else [])
+            steps.append(
+                Step(
+                    "generate",
+                    f"generate:{name}:{prompt_set}",
+                    command,
+                    inputs,
+                    [out],
+                    overwrite_flag="--overwrite",
+                )
+            )
+    return steps
+
+
+def judge_model(spec: StudySpec, layout: StudyLayout) -> str:
+    if judge_backend(spec) == "openai":
+        return spec.judge_openai_model
+    return str(layout.base_dir(spec)) if spec.judge_hf_model == "base" else spec.judge_hf_model
+
+
+def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    backend, model = judge_backend(spec), judge_model(spec, layout)
+    steps = []
+    for a, b in spec.comparisons:
+        for prompt_set in spec.prompt_sets:
+            files = [layout.generation(a, prompt_set), layout.generation(b, prompt_set)]
+            out = layout.judge_dir(a, b, prompt_set)
+            command = [
+                python(),
+                "-m",
+                "limit_foundry.judge",
+                "run",
+                "--a",
+                str(files[0]),
+                "--b",
+                str(files[1]),
+            ]
+            command += [
+                "--out",
+                str(out),
+                "--order",
+                spec.judge_order,
+                "--model",
+                model,
+                "--backend",
+                backend,
+            ]
+            if spec.judge_template:
+                command += ["--template", spec.judge_template]
+            if spec.judge_base_url and backend == "openai":
+                command += ["--base-url", spec.judge_base_url]
+            command += spec.judge_args
+            inputs = files + ([Path(model)] if backend == "hf" else [])
+            key = f"judge:{a}_vs_{b}:{prompt_set}"
+            steps.append(Step("judge", key, command, inputs, [out], partial_exit_code=1))
+    return steps
+
+
+def report_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    inputs = [layout.gauntlet_dir / "results.json"]
+    inputs += [layout.judge_dir(a, b, s) for a, b in spec.comparisons for s in spec.prompt_sets]
+    inputs += [_recipe_dir(layout, run.recipe) / "manifest.json" for run in spec.runs.values()]
+    command = [python(), "-m", "limit_foundry.report", str(layout.out)]
+    return [Step("report", "report", command, inputs, [layout.report])]
+
+
+STAGE_BUILDERS: dict[str, Callable[[StudySpec, StudyLayout], list[Step]]] = {
+    "data": data_steps,
+    "train": train_steps,
+    "gauntlet": gauntlet_steps,
+    "generate": generate_steps,
+    "judge": judge_steps,
+    "report": report_steps,
+}

@@ -1,0 +1,151 @@
+"""Checkpoint kinds (HF, MPT export, hub-format MPT, Composer .pt + YAML), fingerprints and load errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from limit_foundry.decoding import DecodingSettings
+from limit_foundry.engine import build_work_items, eos_token_ids, generate_batch
+from limit_foundry.models.checkpoints import (
+    CheckpointLoadError,
+    checkpoint_fingerprint,
+    identify_checkpoint,
+    load_checkpoint,
+)
+from limit_foundry.prompts import Prompt
+
+GREEDY = DecodingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=12)
+TINY_YAML = "yamls/tiny/lima.yaml"
+
+
+def greedy_texts(model, tokenizer, context_length) -> list[str]:
+    prompts = [
+        Prompt("a", "What is Python?", None, "d", "s"),
+        Prompt("b", "Name three colors, please.", None, "d", "s"),
+    ]
+    items = build_work_items(prompts, [0], tokenizer, "lima_test", False, 12, context_length)
+    return [g.text for g in generate_batch(model, tokenizer, items, GREEDY, eos_token_ids(model, tokenizer))]
+
+
+def test_hf_directory_loads_with_transformers(tiny_llama_dir):
+    spec = identify_checkpoint(str(tiny_llama_dir))
+    assert spec.kind == "hf"
+    loaded = load_checkpoint(spec)
+    assert loaded.details["model_class"] == "LlamaForCausalLM" and loaded.context_length == 512
+    assert loaded.tokenizer.padding_side == "left" and not loaded.model.training
+
+
+def test_mpt_export_loads_into_llm_foundrys_mpt(tiny_mpt_dir):
+    spec = identify_checkpoint(str(tiny_mpt_dir))
+    assert spec.kind == "mpt"
+    loaded = load_checkpoint(spec)
+    assert loaded.details["model_class"] == "MPTForCausalLM" and loaded.details["attn_impl"] == "torch"
+    assert loaded.context_length == 512
+
+
+def test_hub_format_mpt_gives_the_same_text_as_the_export(tiny_mpt_dir, tmp_path):
+    hub_dir = tmp_path / "mpt-hub"
+    shutil.copytree(tiny_mpt_dir, hub_dir)
+    config = json.loads((hub_dir / "config.json").read_text())
+    config["attn_config"].update(prefix_lm=False, attn_impl="triton")  # what mosaicml/mpt-7b ships
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_mpt.MPTForCausalLM"}
+    (hub_dir / "config.json").write_text(json.dumps(config))
+    export, hub = (
+        load_checkpoint(identify_checkpoint(str(tiny_mpt_dir))),
+        load_checkpoint(identify_checkpoint(str(hub_dir))),
+    )
+    assert greedy_texts(hub.model, hub.tokenizer, 512) == greedy_texts(export.model, export.tokenizer, 512)
+
+
+def test_composer_checkpoint_with_its_training_yaml(repo_root, tmp_path, monkeypatch):
+    from composer import Trainer
+    from llmfoundry.utils.builders import build_composer_model, build_tokenizer
+    from omegaconf import OmegaConf
+
+    from limit_foundry.config import compose_config
+
+    monkeypatch.chdir(repo_root)  # the tiny YAMLs name the tokenizer relative to the repository root
+    cfg = compose_config(TINY_YAML)
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    tokenizer_cfg = OmegaConf.to_container(cfg.tokenizer, resolve=True)
+    torch.manual_seed(3)
+    trained = build_composer_model(
+        model_cfg.pop("name"), model_cfg, build_tokenizer(tokenizer_cfg["name"], tokenizer_cfg["kwargs"])
+    )
+    checkpoint = tmp_path / "ep2-ba10-rank0.pt"
+    Trainer(model=trained, device="cpu", progress_bar=False, log_to_console=False).save_checkpoint(
+        str(checkpoint)
+    )
+
+    with pytest.raises(CheckpointLoadError, match="needs --train-yaml"):
+        identify_checkpoint(str(checkpoint))
+    spec = identify_checkpoint(str(checkpoint), TINY_YAML)
+    assert spec.kind == "composer"
+    loaded = load_checkpoint(spec)
+    for name, tensor in trained.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+    reference_tokenizer = build_tokenizer(
+        tokenizer_cfg["name"], {**tokenizer_cfg["kwargs"], "padding_side": "left"}
+    )
+    assert greedy_texts(loaded.model, loaded.tokenizer, 256) == greedy_texts(
+        trained.model.eval(), reference_tokenizer, 256
+    )
+    fingerprint = checkpoint_fingerprint(spec)
+    assert fingerprint["kind"] == "composer" and len(fingerprint["sha256"]) == 64
+    assert fingerprint["model_sections_sha256"]
+
+    torch.save({"state": {"model": {"model.not_a_weight": torch.zeros(1)}}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointLoadError, match=r"foreign.pt: weights do not match"):
+        load_checkpoint(identify_checkpoint(str(tmp_path / "foreign.pt"), TINY_YAML))
+
+
+def test_fingerprint_follows_the_weights(tiny_llama_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_llama_dir, copy)
+    before = checkpoint_fingerprint(identify_checkpoint(str(copy)))
+    assert before == {**checkpoint_fingerprint(identify_checkpoint(str(tiny_llama_dir))), "path": str(copy)}
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(copy / "model.safetensors")
+    weights["lm_head.weight"][0, 0] += 1.0
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    assert checkpoint_fingerprint(identify_checkpoint(str(copy)))["sha256"] != before["sha256"]
+
+
+def test_directories_that_do_not_load_fail_clearly(tiny_llama_dir, tiny_mpt_dir, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CheckpointLoadError, match=r"empty: no config.json"):
+        identify_checkpoint(str(empty))
+    (empty / "__0_0.distcp").write_bytes(b"")
+    with pytest.raises(CheckpointLoadError, match="sharded Composer checkpoint"):
+        identify_checkpoint(str(empty))
+    with pytest.raises(CheckpointLoadError, match="no such file"):
+        identify_checkpoint(str(tmp_path / "nowhere"))
+
+    broken_json = tmp_path / "broken_json"
+    broken_json.mkdir()
+    (broken_json / "config.json").write_text("{oops")
+    with pytest.raises(CheckpointLoadError, match=r"config.json: not valid JSON"):
+        identify_checkpoint(str(broken_json))
+
+    no_weights = tmp_path / "no_weights"
+    shutil.copytree(tiny_llama_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(CheckpointLoadError, match=r"no_weights: model does not load"):
+        load_checkpoint(identify_checkpoint(str(no_weights)))
+
+    mpt_no_weights = tmp_path / "mpt_no_weights"
+    shutil.copytree(tiny_mpt_dir, mpt_no_weights)
+    (mpt_no_weights / "model.safetensors").unlink()
+    with pytest.raises(
+        CheckpointLoadError, match=r"mpt_no_weights: MPT checkpoint does not load .*no weights"
+    ):
+        load_checkpoint(identify_checkpoint(str(mpt_no_weights)))
+
+    with pytest.raises(CheckpointLoadError, match="only for Composer"):
+        identify_checkpoint(str(tiny_mpt_dir), train_yaml=TINY_YAML)

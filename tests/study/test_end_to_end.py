@@ -1,0 +1,132 @@
+"""A reduced demo study through every real stage CLI (tiny MPT, sample data, a judge on 127.0.0.1).
+
+The study is killed once the generate stage has begun, then rerun: the rerun must skip every finished
+step and complete. The report's numbers are then checked against the stage outputs they come from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SPEC = """\
+name: tiny-e2e
+base_model: tiny-mpt
+data:
+  source_paths:
+    lima: limit_foundry/assets/samples/lima
+    instruct_v1: limit_foundry/assets/samples/instruct_v1
+runs:
+  lima:
+    config: yamls/tiny/lima.yaml
+  instruct:
+    config: yamls/tiny/instruct.yaml
+train:
+  overrides: [max_duration=1ep]
+gauntlet:
+  version: yamls/demo/gauntlet_demo.yaml
+  limit: 4
+  data_dir: limit_foundry/assets/samples/icl
+generate:
+  prompt_sets:
+    lima_test: limit_foundry/assets/samples/lima/test.jsonl
+  seeds: 2
+  args: [--max-new-tokens, "8", --device, cpu]
+judge:
+  backend: openai
+  openai_model: fake-judge
+  base_url: {base_url}
+  template: pairwise
+  order: single-seeded
+  comparisons:
+  - [lima, instruct]
+"""
+
+
+def _study(spec: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "OPENAI_API_KEY": "test-key-not-real", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "limit_foundry.study", "run", str(spec), "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from limit_foundry.judge.fake_server import FakeOpenAIServer
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    out = tmp / "study"
+    with FakeOpenAIServer(policy="longer", templates=("pairwise",)).start(0) as server:
+        spec = tmp / "spec.yaml"
+        spec.write_text(SPEC.format(base_url=server.base_url))
+        first = _study(spec, out)
+        lines = []
+        for line in first.stdout:  # kill the whole study (runner and step) once generation has begun
+            lines.append(line)
+            if "generate:lima:lima_test: /" in line:
+                time.sleep(2)
+                os.killpg(first.pid, signal.SIGKILL)
+                break
+        first.wait(timeout=60)
+        manifest_after_kill = json.loads((out / "study_manifest.json").read_text())
+        second = _study(spec, out)
+        output, _ = second.communicate(timeout=1200)
+    assert second.returncode == 0, output[-5000:]
+    return {"out": out, "first": "".join(lines), "second": output, "killed_manifest": manifest_after_kill}
+
+
+@pytest.mark.slow
+def test_rerun_after_kill_skips_finished_steps(study: dict) -> None:
+    killed = study["killed_manifest"]["steps"]
+    assert {"data", "train:lima", "train:instruct", "gauntlet"} <= set(killed)
+    assert not any(key.startswith(("judge", "report")) for key in killed)
+    for key in ("data", "train:lima", "train:instruct", "gauntlet"):
+        assert f"{key}: current, skipped" in study["second"]
+    final = json.loads((study["out"] / "study_manifest.json").read_text())["steps"]
+    for key in ("data", "train:lima", "train:instruct", "gauntlet"):
+        assert final[key]["finished"] == killed[key]["finished"]  # not redone
+    assert "report: " in study["second"]
+
+
+@pytest.mark.slow
+def test_report_numbers_match_stage_outputs(study: dict) -> None:
+    from limit_foundry.judge.results import load_result_dir
+    from limit_foundry.judge.summary import summarize
+    from limit_foundry.report import pooled_row
+
+    out = study["out"]
+    report = (out / "report.md").read_text()
+    for figure in ("gauntlet.png", "judge.png", "paradigms.png"):
+        assert (out / "figures" / figure).stat().st_size > 1000 and f"figures/{figure}" in report
+    results = json.loads((out / "gauntlet" / "results.json").read_text())
+    assert {m["model_id"] for m in results["models"]} == {"lima", "instruct"}
+    row = pooled_row(summarize(load_result_dir(out / "judge" / "lima_vs_instruct" / "lima_test")))
+    assert row["n_pairs"] == 60  # 30 prompts x 2 seeds
+    win_rate = row["win_rate"]
+    both = report.split("## Both paradigms per model", 1)[1].split("\n## ", 1)[0]
+    lines = {line.split("|")[1].strip(): line for line in both.splitlines() if line.startswith("| ")}
+    for model in results["models"]:
+        average = model["averages"]["average"]["score"]
+        preference = win_rate if model["model_id"] == "instruct" else 1 - win_rate
+        cells = [c.strip() for c in lines[model["model_id"]].split("|")]
+        assert cells[2].startswith(f"{average:.3f}") and cells[3] == f"{preference:.3f}"
+    judge = report.split("## Paradigm 2", 1)[1]
+    assert "| lima_vs_instruct/lima_test | lima | instruct | 60 |" in judge and f"{win_rate:.3f}" in judge
+    for manifest in (out / "data").glob("*/manifest.json"):
+        assert json.loads(manifest.read_text())["content_sha256"][:16] in report
+    assert "fake-judge" in report and "test-key-not-real" not in report
