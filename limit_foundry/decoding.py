@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+NUCLEUS_CANDIDATES = 1024  # tokens ranked per step before falling back to the whole vocabulary
+
 PAPER_DEFAULTS_NOTE = (
     "defaults follow LIMA's published decoding (nucleus p 0.9, temperature 0.7, repetition penalty 1.2); "
     "max_new_tokens 1024 follows LIMIT's ~1k cap (LIMIT did not publish its settings; LIMIT_FACTS §3)"
@@ -114,18 +116,33 @@ class SeededSampler:
         penalised = torch.where(scores < 0, scores * penalty, scores / penalty)
         return torch.where(counts > 0, penalised, scores)
 
+    def _candidates(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The most likely tokens, enough to hold every row's nucleus, in a canonical order
+        (probability descending, token id ascending on ties) so the draw never depends on the batch.
+
+        A full sort of a 50k vocabulary costs as much as a small model's forward pass; the nucleus is
+        usually a few dozen tokens, so the top `NUCLEUS_CANDIDATES` are taken and the whole vocabulary
+        only when some row's nucleus is wider.
+        """
+        vocab = probs.shape[-1]
+        limit = min(self.settings.top_k or vocab, vocab)
+        if self.settings.top_p < 1.0 and limit > NUCLEUS_CANDIDATES:
+            values, order = torch.topk(probs, NUCLEUS_CANDIDATES, dim=-1)
+            if bool((values.sum(dim=-1) >= self.settings.top_p).all()):
+                order, by_id = order.sort(dim=-1)
+                values, by_value = values.gather(1, by_id).sort(dim=-1, descending=True, stable=True)
+                return values, order.gather(1, by_value)
+        values, order = torch.sort(probs, dim=-1, descending=True, stable=True)
+        return values[:, :limit], order[:, :limit]
+
     def _draw(self, logits: torch.Tensor) -> torch.Tensor:
         """Top-k, then top-p, then an inverse-CDF draw with each row's generator."""
-        probs = torch.softmax(logits, dim=-1)
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True, stable=True)
-        keep = torch.ones_like(sorted_probs, dtype=torch.bool)
-        if self.settings.top_k > 0:
-            keep[:, self.settings.top_k :] = False
+        sorted_probs, order = self._candidates(torch.softmax(logits, dim=-1))
+        kept = sorted_probs
         if self.settings.top_p < 1.0:
             mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
-            keep &= mass_before < self.settings.top_p  # the most likely token always survives
-        kept = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs)).double()
-        cdf = torch.cumsum(kept, dim=-1)
+            kept = torch.where(mass_before < self.settings.top_p, sorted_probs, 0.0)  # the top token survives
+        cdf = torch.cumsum(kept.double(), dim=-1)
         draws = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in self._generators])
         targets = draws.to(cdf.device) * cdf[:, -1]
         index = torch.searchsorted(cdf, targets.unsqueeze(1), right=True).clamp(max=cdf.shape[1] - 1)

@@ -281,6 +281,7 @@ def _generate_missing(
         "cpu_threads": torch.get_num_threads(),
         "max_batch_tokens": run.max_batch_tokens,
         "max_padding": run.max_padding,
+        "answers_capped_by_context": sum(it.budget < run.decoding.max_new_tokens for it in items),
         "load": loaded.details,
         "prompts_source": prepared.prompt_set.source,
         "package_versions": package_versions(),

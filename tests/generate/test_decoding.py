@@ -100,6 +100,29 @@ def test_top_k_and_top_p_cut_the_tail():
     assert set(chosen(top_p, ids, scores)) == {0}, "the most likely token always survives"
 
 
+@pytest.mark.parametrize(
+    ("spread", "nucleus_within_64"), [(6.0, True), (0.05, False)], ids=["peaked", "flat: whole vocabulary"]
+)
+def test_ranking_only_the_top_candidates_draws_the_same_tokens(monkeypatch, spread, nucleus_within_64):
+    import limit_foundry.decoding as decoding
+
+    torch.manual_seed(1)
+    scores = torch.randn(8, 5000) * spread
+    scores[:, :40] = scores[:, 40:80]  # exact ties, broken by token id either way
+    top64_mass = torch.topk(torch.softmax(scores, dim=-1), 64).values.sum(dim=-1)
+    assert bool((top64_mass >= 0.9).all()) == nucleus_within_64
+    ids = torch.zeros((8, 1), dtype=torch.long)
+    seeds = [row_seed(0, f"r{i}") for i in range(8)]
+
+    def draws(candidates: int) -> list[list[int]]:
+        monkeypatch.setattr(decoding, "NUCLEUS_CANDIDATES", candidates)
+        sampler = SeededSampler(DecodingSettings(temperature=1.0, repetition_penalty=1.0))
+        sampler.start(seeds, [0] * 8)
+        return [chosen(sampler, ids, scores) for _ in range(20)]
+
+    assert draws(64) == draws(5000)
+
+
 def test_repetition_penalty_ignores_left_padding():
     settings = DecodingSettings(temperature=0, repetition_penalty=2.0)
     scores = torch.tensor([[1.0, 1.5, 0.2, 1.2]])

@@ -61,6 +61,7 @@ def test_run_writes_alpaca_eval_records_for_every_seed_and_a_manifest(
     assert manifest["status"] == "finished" and manifest["records"] == len(records)
     assert manifest["package_versions"]["transformers"] != "absent"
     assert "LIMA" in manifest["decoding_defaults"] and manifest["chat_template_used"] is False
+    assert manifest["answers_capped_by_context"] == 0 and manifest["torn_progress_line_dropped"] is False
     assert not (tmp_path / "answers.json.partial.jsonl").exists()
 
 
