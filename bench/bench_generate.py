@@ -29,10 +29,16 @@ from pathlib import Path
 
 import torch
 
-from limit_foundry.decoding import DecodingSettings
-from limit_foundry.engine import WorkItem, build_work_items, eos_token_ids, generate_batch, plan_batches
+from limit_foundry.generate.decoding import DecodingSettings
+from limit_foundry.generate.engine import (
+    WorkItem,
+    build_work_items,
+    eos_token_ids,
+    generate_batch,
+    plan_batches,
+)
+from limit_foundry.generate.prompts import Prompt, load_prompt_set
 from limit_foundry.models.checkpoints import LoadedCheckpoint, identify_checkpoint, load_checkpoint
-from limit_foundry.prompts import Prompt, load_prompt_set
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_V3 = REPO.parent / "shared" / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt"

@@ -49,7 +49,7 @@ PREFERENCE = {1.0: "A", 2.0: "B", 1.5: "tie"}  # AlpacaEval's preference -> our 
 
 def instructions(n_prompts: int) -> tuple[list[str], str]:
     if SHARED_PROMPTS.is_file():
-        from limit_foundry.prompts import read_release_text
+        from limit_foundry.generate.prompts import read_release_text
 
         prompts = [p.instruction for p in read_release_text(SHARED_PROMPTS, "v3", "instruct_v3")]
         source = f"LIMIT Instruct-v3 test prompts ({SHARED_PROMPTS})"

@@ -6,9 +6,9 @@
   that are not wrapped yet are wrapped with `template`; the response is tokenized on its own and ends
   with EOS, as LIMIT's training targets did (LIMIT_FACTS §1). Metric: `ResponsePerplexity`.
 - `open_ended_generation`: a prompt set (LIMIT release `.txt` or JSONL, read by
-  `limit_foundry.prompts`) answered during eval with seeded, batch-independent decoding
-  (`limit_foundry.decoding`), written as the AlpacaEval-style records the judge reads
-  (`limit_foundry.generation_output.make_record`). Metric: `OpenEndedGeneration` (answers written).
+  `limit_foundry.generate.prompts`) answered during eval with seeded, batch-independent decoding
+  (`limit_foundry.generate.decoding`), written as the AlpacaEval-style records the judge reads
+  (`limit_foundry.generate.output.make_record`). Metric: `OpenEndedGeneration` (answers written).
 
 Both need their metric attached to the model: `additional_eval_metrics` for `hf_causal_lm`;
 `additional_train_metrics` plus `use_train_metrics: false` for `mpt_causal_lm`/`limit_hf_mpt`
@@ -26,9 +26,9 @@ import torch
 from torch.utils.data import Dataset
 
 from limit_foundry.data.templates import wrap
-from limit_foundry.decoding import DecodingSettings, SeededSampler, row_seed
-from limit_foundry.engine import FinishTracker, WorkItem, build_work_items
-from limit_foundry.generation_output import (
+from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
+from limit_foundry.generate.engine import FinishTracker, WorkItem, build_work_items
+from limit_foundry.generate.output import (
     OutputLock,
     OutputPaths,
     clear_output,
@@ -37,8 +37,8 @@ from limit_foundry.generation_output import (
     open_progress_log,
     write_manifest,
 )
+from limit_foundry.generate.prompts import NAMED_SETS, load_prompt_set, read_jsonl, read_release_text
 from limit_foundry.io import iter_jsonl
-from limit_foundry.prompts import NAMED_SETS, load_prompt_set, read_jsonl, read_release_text
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class OpenEndedGenerationDataset(Dataset):
         """Named sets keep limit_foundry.generate's ids and dataset names; other files use their stem."""
         if prompt_set in NAMED_SETS:
             return load_prompt_set(prompt_set, prompts_path=path)
-        from limit_foundry.prompts import check_prompts
+        from limit_foundry.generate.prompts import check_prompts
 
         name = prompt_set or path.stem
         reader = read_release_text if path.suffix == ".txt" else read_jsonl
@@ -319,7 +319,7 @@ class OpenEndedGenerationDataset(Dataset):
         return batch["input_ids"].shape[0]
 
     def collate_fn(self, items: Sequence[WorkItem]) -> dict[str, Any]:
-        """Left-pad, and give the batch its own seeded sampler and finish tracker (see limit_foundry.engine)."""
+        """Left-pad, and give the batch its own seeded sampler and finish tracker (see limit_foundry.generate.engine)."""
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         width = max(len(it.input_ids) for it in items)

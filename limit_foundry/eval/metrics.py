@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from llmfoundry.eval.metrics.nlp import InContextLearningMetric
 
-from limit_foundry.engine import _cut_at_stop
-from limit_foundry.generation_output import make_record
+from limit_foundry.generate.engine import _cut_at_stop
+from limit_foundry.generate.output import make_record
 
 
 class ResponsePerplexity(InContextLearningMetric):
@@ -57,7 +57,7 @@ class OpenEndedGeneration(InContextLearningMetric):
 
     def update(self, batch: dict[str, Any], outputs: list[str], labels: list[str]) -> None:
         # `outputs` is Composer's decoding of every token after the prompt; the tracker's own copy of
-        # the sequences gives each row's exact tokens up to where it stopped, as limit_foundry.engine does.
+        # the sequences gives each row's exact tokens up to where it stopped, as limit_foundry.generate.engine does.
         tracker, tokenizer = batch["finish_tracker"], batch["finish_tracker"].tokenizer
         width = batch["input_ids"].shape[1]
         records = []

@@ -13,7 +13,7 @@ import torch
 
 from limit_foundry.data.templates import wrap
 from limit_foundry.eval.icl import CustomTaskError, OpenEndedGenerationDataset, ResponsePerplexityDataset
-from limit_foundry.generation_output import OutputConflictError
+from limit_foundry.generate.output import OutputConflictError
 
 ROWS = [
     {"prompt": wrap("Name a colour."), "response": "Blue is a colour."},
@@ -132,8 +132,8 @@ def _generation_dataset(tokenizer, tmp_path: Path, **overrides) -> OpenEndedGene
 def test_open_ended_answers_equal_limit_foundry_generate_and_reach_the_judge_format(
     gpt2, tmp_path: Path
 ) -> None:
-    from limit_foundry.engine import generate_batch
     from limit_foundry.eval.metrics import OpenEndedGeneration
+    from limit_foundry.generate.engine import generate_batch
 
     model, tokenizer = gpt2
     dataset = _generation_dataset(tokenizer, tmp_path)

@@ -82,7 +82,7 @@ def write_jsonl():
 def watch_batches(monkeypatch):
     """`watch_batches(fail_on_call=None)`: count the run's batch calls (their sizes), optionally raising
     KeyboardInterrupt on one of them, as a kill between two batches would stop the run."""
-    import limit_foundry.generation_run as generation_run
+    import limit_foundry.generate.run as generation_run
 
     def watch(fail_on_call: int | None = None) -> list[int]:
         calls: list[int] = []

@@ -8,15 +8,15 @@ import shutil
 import pytest
 import torch
 
-from limit_foundry.decoding import DecodingSettings
-from limit_foundry.engine import build_work_items, eos_token_ids, generate_batch
+from limit_foundry.generate.decoding import DecodingSettings
+from limit_foundry.generate.engine import build_work_items, eos_token_ids, generate_batch
+from limit_foundry.generate.prompts import Prompt
 from limit_foundry.models.checkpoints import (
     CheckpointLoadError,
     checkpoint_fingerprint,
     identify_checkpoint,
     load_checkpoint,
 )
-from limit_foundry.prompts import Prompt
 
 GREEDY = DecodingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=12)
 TINY_YAML = "yamls/tiny/lima.yaml"

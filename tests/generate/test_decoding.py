@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from limit_foundry.decoding import DecodingSettings, SeededSampler, row_seed
+from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
 
 
 def chosen(sampler: SeededSampler, input_ids: torch.Tensor, scores: torch.Tensor) -> list[int]:
@@ -104,7 +104,7 @@ def test_top_k_and_top_p_cut_the_tail():
     ("spread", "nucleus_within_64"), [(6.0, True), (0.05, False)], ids=["peaked", "flat: whole vocabulary"]
 )
 def test_ranking_only_the_top_candidates_draws_the_same_tokens(monkeypatch, spread, nucleus_within_64):
-    import limit_foundry.decoding as decoding
+    import limit_foundry.generate.decoding as decoding
 
     torch.manual_seed(1)
     scores = torch.randn(8, 5000) * spread

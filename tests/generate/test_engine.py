@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from limit_foundry.decoding import DecodingSettings
-from limit_foundry.engine import (
+from limit_foundry.generate.decoding import DecodingSettings
+from limit_foundry.generate.engine import (
     PromptTooLongError,
     WorkItem,
     build_work_items,
@@ -13,8 +13,8 @@ from limit_foundry.engine import (
     generate_batch,
     plan_batches,
 )
+from limit_foundry.generate.prompts import Prompt
 from limit_foundry.models.checkpoints import identify_checkpoint, load_checkpoint
-from limit_foundry.prompts import Prompt
 
 GREEDY = DecodingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=24)
 TEMPLATE = "lima_test"

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from limit_foundry.generate import build_parser, main, run_from_args
-from limit_foundry.generation_run import run_generation
+from limit_foundry.generate.cli import build_parser, main, run_from_args
+from limit_foundry.generate.run import run_generation
 
 
 @pytest.mark.parametrize(

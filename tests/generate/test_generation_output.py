@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from limit_foundry.generation_output import (
+from limit_foundry.generate.output import (
     OutputConflictError,
     OutputLock,
     OutputPaths,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import limit_foundry.generation_run as generation_run
-from limit_foundry.decoding import DecodingSettings
-from limit_foundry.generation_output import OutputConflictError
-from limit_foundry.generation_run import (
+import limit_foundry.generate.run as generation_run
+from limit_foundry.generate.decoding import DecodingSettings
+from limit_foundry.generate.output import OutputConflictError
+from limit_foundry.generate.run import (
     GenerationRun,
     GenerationSetupError,
     default_generator_name,
@@ -170,8 +170,8 @@ def test_real_instruct_v3_prompts_keep_their_wrapping(shared_dir, tmp_path):
     assert {(r["dataset"], r["datasplit"], r["generator"]) for r in records} == {
         ("instruct_v3", "test", "mpt-2k")
     }
+    from limit_foundry.generate.prompts import load_prompt_set
     from limit_foundry.models.tiny import load_tiny_tokenizer
-    from limit_foundry.prompts import load_prompt_set
 
     first = load_prompt_set("instruct_v3_test", prompts_path).prompts[0]
     assert records[0]["prompt_tokens"] == len(load_tiny_tokenizer()(first.wrapped)["input_ids"]), (

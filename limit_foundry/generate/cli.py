@@ -1,6 +1,6 @@
 """`python -m limit_foundry.generate`: answer a prompt set with any checkpoint, batched, seeded, resumable.
 
-The command line of `limit_foundry.generation_run` (see there for output files, manifest and resume).
+The command line of `limit_foundry.generate.run` (see there for output files, manifest and resume).
 One output file holds every seed of one model; `make generate` runs it over several checkpoints.
 """
 
@@ -11,16 +11,16 @@ import sys
 from pathlib import Path
 
 from limit_foundry.data.templates import TEMPLATES
-from limit_foundry.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
-from limit_foundry.engine import DEFAULT_MAX_PADDING
-from limit_foundry.generation_run import (
+from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
+from limit_foundry.generate.engine import DEFAULT_MAX_PADDING
+from limit_foundry.generate.prompts import NAMED_SETS
+from limit_foundry.generate.run import (
     BAD_INPUT_ERRORS,
     CHAT_TEMPLATE_MODES,
     GenerationRun,
     GenerationSetupError,
     run_generation,
 )
-from limit_foundry.prompts import NAMED_SETS
 
 
 def build_parser() -> argparse.ArgumentParser:

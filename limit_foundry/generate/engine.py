@@ -2,7 +2,7 @@
 
 A work item is one (prompt, seed) pair. Items are sorted by prompt length so a batch wastes little on
 padding; seeds of one prompt share a batch naturally (equal length). `model.generate` runs in greedy
-mode with `SeededSampler` choosing every token (see `limit_foundry.decoding`), and `FinishTracker`
+mode with `SeededSampler` choosing every token (see `limit_foundry.generate.decoding`), and `FinishTracker`
 records, per row, when and why it stopped (EOS, a stop string, or its token budget), so outputs and
 token counts never depend on what the pad token is or on which rows shared the batch.
 """
@@ -16,8 +16,8 @@ from typing import Any
 import torch
 
 from limit_foundry.data.templates import wrap
-from limit_foundry.decoding import DecodingSettings, SeededSampler, row_seed
-from limit_foundry.prompts import Prompt
+from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
+from limit_foundry.generate.prompts import Prompt
 
 
 @dataclass(frozen=True)

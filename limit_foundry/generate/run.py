@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.data.templates import resolve_template
-from limit_foundry.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
-from limit_foundry.engine import (
+from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
+from limit_foundry.generate.engine import (
     DEFAULT_MAX_PADDING,
     PromptTooLongError,
     build_work_items,
@@ -28,7 +28,7 @@ from limit_foundry.engine import (
     generate_batch,
     plan_batches,
 )
-from limit_foundry.generation_output import (
+from limit_foundry.generate.output import (
     OutputConflictError,
     OutputLock,
     OutputPaths,
@@ -41,6 +41,7 @@ from limit_foundry.generation_output import (
     record_key,
     write_manifest,
 )
+from limit_foundry.generate.prompts import PromptSet, PromptSetError, load_prompt_set
 from limit_foundry.models.checkpoints import (
     CheckpointLoadError,
     CheckpointSpec,
@@ -51,7 +52,6 @@ from limit_foundry.models.checkpoints import (
     resolve_attn_impl,
     resolve_device_and_dtype,
 )
-from limit_foundry.prompts import PromptSet, PromptSetError, load_prompt_set
 
 CHAT_TEMPLATE_MODES = ("off", "on", "auto")
 _STEP_DIR = re.compile(r"^(ba|ep)\d+")
