@@ -1,16 +1,22 @@
 """Synchronous dispatch: up to `concurrency` judge requests in flight, results handled in the caller's thread.
 
 Only the calling thread writes results, so the append-only log needs no locking. A fatal error or a
-Ctrl-C stops new dispatches, lets the requests already in flight finish (they are paid for) and hands
-their results over before re-raising; a second Ctrl-C gives up waiting.
+Ctrl-C (or SIGTERM) stops new dispatches, lets the requests already in flight finish (they are paid for)
+and records their results before raising KeyboardInterrupt; a second signal gives up waiting.
+
+While dispatching from the main thread, SIGINT and SIGTERM only set the stop event: an exception raised
+at an arbitrary point (between a request's answer and its record, or between submitting a request and
+tracking it) would lose a paid answer.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,6 +44,29 @@ class Job:
     body: dict[str, Any]
     request_key: str
     estimate: float  # estimated cost in USD, held against --max-cost while in flight
+
+
+@contextmanager
+def signals_set_stop(stop: threading.Event) -> Iterator[threading.Event]:
+    """Within the block, SIGINT/SIGTERM set `stop` (and the yielded event) instead of raising; a second
+    signal raises KeyboardInterrupt. Outside the main thread signals cannot be handled, so nothing changes."""
+    signalled = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield signalled
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if signalled.is_set():
+            raise KeyboardInterrupt
+        signalled.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield signalled
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def dispatch(
@@ -71,7 +100,7 @@ def dispatch(
         budget.settle(job.estimate, on_result(job, outcome))
         progress.update()
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="judge") as pool:
+    with signals_set_stop(stop) as signalled, ThreadPoolExecutor(concurrency, "judge") as pool:
         try:
             while pending or in_flight:
                 while pending and len(in_flight) < concurrency and not stop.is_set():
@@ -84,7 +113,7 @@ def dispatch(
                 done, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     finish(future)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second signal, or a Ctrl-C outside the main thread's handler
             stop.set()
             for future in as_completed(list(in_flight)):
                 finish(future)
@@ -93,4 +122,6 @@ def dispatch(
             progress.close()
     if fatal:
         raise fatal[0]
+    if signalled.is_set():
+        raise KeyboardInterrupt
     return [] if stop.is_set() else list(pending)
