@@ -7,6 +7,13 @@ import sys
 
 from limit_foundry.judge import calibrate, report, run_cli
 
+# (name, module with HELP, DESCRIPTION and add_arguments, the function that runs the parsed arguments)
+SUBCOMMANDS = (
+    ("run", run_cli, run_cli.run_command),
+    ("report", report, report.run_report),
+    ("calibrate", calibrate, calibrate.run_calibrate),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -15,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
         "cost-capped), report win rates with confidence intervals, calibrate a judge against reference verdicts.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="{run,report,calibrate}")
-    for module in (run_cli, report, calibrate):
-        module.add_parser(subparsers)
+    for name, module, execute in SUBCOMMANDS:
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION)
+        module.add_arguments(sub)
+        sub.set_defaults(func=execute)
     return parser
 
 

@@ -292,21 +292,11 @@ DESCRIPTION = (
 )
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `calibrate` on the judge CLI."""
-    parser = subparsers.add_parser(
-        "calibrate",
-        help="agreement of a judge with reference verdicts (kappa, CIs)",
-        description=DESCRIPTION,
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run_calibrate)
-    return parser
+HELP = "agreement of a judge with reference verdicts (kappa, CIs)"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `calibrate` on its own, as `python -m limit_foundry.judge calibrate` would (tests, scripts)."""
-    root = argparse.ArgumentParser(prog="python -m limit_foundry.judge")
-    add_parser(root.add_subparsers())
-    args = root.parse_args(["calibrate", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """Run `calibrate` as `python -m limit_foundry.judge calibrate` would (tests, scripts)."""
+    from limit_foundry.judge.__main__ import main as judge_main
+
+    return judge_main(["calibrate", *(sys.argv[1:] if argv is None else argv)])

@@ -135,6 +135,33 @@ def _messages(data: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
     return tuple(out)
 
 
+def _assemble(
+    data: dict[str, Any],
+    where: str,
+    source: str,
+    messages: tuple[dict[str, str], ...],
+    decoding: dict[str, Any],
+    parser_identity: dict[str, Any],
+    render_all: Callable[[Sequence[Slots]], list[Messages]],
+    parse: Callable[[str], int | None],
+) -> Template:
+    """A template whose hashes cover everything that decides a verdict: the prompt and decoding (what is
+    sent, so the cache key) and the parser's identity (what turns a reply into a verdict)."""
+    prompt = {"name": data["name"], "version": data["version"], "messages": messages, "decoding": decoding}
+    return Template(
+        name=data["name"],
+        version=data["version"],
+        source=source,
+        messages=messages,
+        decoding=decoding,
+        example_replies=_example_replies(data, where),
+        template_hash=stable_json_hash(prompt),
+        parser_hash=stable_json_hash(parser_identity),
+        render_all=render_all,
+        parse=parse,
+    )
+
+
 def _yaml_template(data: dict[str, Any], where: str) -> Template:
     messages = _messages(data, where)
     parser = data.get("parser")
@@ -142,23 +169,11 @@ def _yaml_template(data: dict[str, Any], where: str) -> Template:
         raise TemplateError(f"{where}: parser.kind must be `regex` (only `limit` uses alpaca-eval's parser)")
     parse = _regex_parser(parser, where)
     decoding = dict(data.get("decoding") or {})
-    prompt = {"name": data["name"], "version": data["version"], "messages": messages, "decoding": decoding}
 
     def render_all(rows: Sequence[Slots]) -> list[Messages]:
         return [[{"role": m["role"], "content": _fill(m["content"], s)} for m in messages] for s in rows]
 
-    return Template(
-        name=data["name"],
-        version=data["version"],
-        source=where,
-        messages=messages,
-        decoding=decoding,
-        example_replies=_example_replies(data, where),
-        template_hash=stable_json_hash(prompt),
-        parser_hash=stable_json_hash(parser),
-        render_all=render_all,
-        parse=parse,
-    )
+    return _assemble(data, where, where, messages, decoding, parser, render_all, parse)
 
 
 @functools.lru_cache(maxsize=8)
@@ -220,20 +235,9 @@ def _alpaca_eval_template(data: dict[str, Any], where: str) -> Template:
             return None
         return int(rank) if rank in (1, 2) else None
 
-    prompt = {"name": data["name"], "version": data["version"], "messages": messages, "decoding": decoding}
     parser = {"annotator": name, "parser": inspect.getsource(base_parser), "kwargs": dict(parser_fn.keywords)}
-    return Template(
-        name=data["name"],
-        version=data["version"],
-        source=f"alpaca_eval:{name} ({where})",
-        messages=messages,
-        decoding=decoding,
-        example_replies=_example_replies(data, where),
-        template_hash=stable_json_hash(prompt),
-        parser_hash=stable_json_hash(parser),
-        render_all=render_all,
-        parse=parse,
-    )
+    source = f"alpaca_eval:{name} ({where})"
+    return _assemble(data, where, source, messages, decoding, parser, render_all, parse)
 
 
 def load_template(name_or_path: str | Path) -> Template:

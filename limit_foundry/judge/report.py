@@ -338,21 +338,11 @@ DESCRIPTION = (
 )
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `report` on the judge CLI."""
-    parser = subparsers.add_parser(
-        "report",
-        help="win rates with CIs from result directories or AlpacaEval files",
-        description=DESCRIPTION,
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run_report)
-    return parser
+HELP = "win rates with CIs from result directories or AlpacaEval files"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `report` on its own, as `python -m limit_foundry.judge report` would (tests, scripts)."""
-    root = argparse.ArgumentParser(prog="python -m limit_foundry.judge")
-    add_parser(root.add_subparsers())
-    args = root.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """Run `report` as `python -m limit_foundry.judge report` would (tests, scripts)."""
+    from limit_foundry.judge.__main__ import main as judge_main
+
+    return judge_main(["report", *(sys.argv[1:] if argv is None else argv)])

@@ -7,7 +7,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from limit_foundry.judge.inputs import EMPTY_POLICIES
 from limit_foundry.judge.prompts import ALPACA_EVAL_ORDER_SEED
@@ -206,11 +205,4 @@ DESCRIPTION = (
 )
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `run` on the judge CLI."""
-    parser = subparsers.add_parser(
-        "run", help="judge A against B and write a result directory", description=DESCRIPTION
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run_command)
-    return parser
+HELP = "judge A against B and write a result directory"

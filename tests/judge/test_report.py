@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from judgment_records import single_units, unit, write_result_dir
 
 from limit_foundry.judge import report
+from limit_foundry.judge.__main__ import build_parser
 from limit_foundry.judge.results import load_result_dir
 from limit_foundry.judge.summary import summarize
 
@@ -189,10 +189,9 @@ def test_bad_input_names_the_file_and_record(tmp_path, capsys):
     assert "judgments.jsonl: record 2 (key 'p1|0|BA')" in err and "contradicts" in err
 
 
-def test_add_parser_registers_the_subcommand(tmp_path):
+def test_the_judge_cli_registers_the_subcommand(tmp_path):
     run = write_result_dir(tmp_path / "run", single_units(TEN))
-    parser = argparse.ArgumentParser(prog="judge")
-    report.add_parser(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(["report", str(run), "--no-plot", "--n-resamples", "50"])
     assert args.func(args) == 0
     assert (run / "report.md").exists() and not (run / "report.png").exists()  # default --out: the run dir
