@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.io import atomic_write_bytes, atomic_write_text
+from limit_foundry.study.spec import STAGES
 
 TRAINING_KEYS = (
     "max_seq_len",
@@ -75,21 +76,36 @@ def pooled_row(summary: dict[str, Any]) -> dict[str, Any]:
     return next(iter(summary["combinations"].values()))["rows"][-1]
 
 
+def limit_win_rate(summary: dict[str, Any]) -> tuple[float | None, list[float | None] | None]:
+    """B's win rate as LIMIT reports it (per seed wins_B / decisive, then the mean over seeds) and its CI."""
+    combination = next(iter(summary["combinations"].values()))
+    return combination["limit_win_rate"], combination.get("limit_win_rate_ci")
+
+
 def preference_rates(summaries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per run: mean win rate over its comparisons (B's win_rate for B, 1 - it for A), with the comparisons."""
-    collected: dict[str, list[float]] = {}
+    """Per run: mean LIMIT win rate over its comparisons (B's rate for B, 1 - it for A).
+
+    The CI is the comparison's own when the run takes part in exactly one comparison; a mean over
+    several comparisons of the same prompts has no simple interval, so it gets none.
+    """
+    collected: dict[str, list[tuple[float, list[float] | None]]] = {}
     against: dict[str, list[str]] = {}
     for summary in summaries:
-        rate = pooled_row(summary)["win_rate"]
+        rate, ci = limit_win_rate(summary)
         if rate is None:
             continue
+        valid = ci if ci and None not in ci else None
         a, b = summary["generator_a"], summary["generator_b"]
-        collected.setdefault(b, []).append(rate)
-        collected.setdefault(a, []).append(1.0 - rate)
+        collected.setdefault(b, []).append((rate, valid))
+        collected.setdefault(a, []).append((1.0 - rate, [1.0 - valid[1], 1.0 - valid[0]] if valid else None))
         against.setdefault(b, []).append(a)
         against.setdefault(a, []).append(b)
     return {
-        run: {"preference_rate": sum(rates) / len(rates), "against": against[run]}
+        run: {
+            "preference_rate": sum(rate for rate, _ in rates) / len(rates),
+            "ci": rates[0][1] if len(rates) == 1 else None,
+            "against": against[run],
+        }
         for run, rates in collected.items()
     }
 
@@ -112,6 +128,10 @@ def paradigms_png(gauntlet: dict[str, dict[str, Any]], preference: dict[str, dic
     left.axhline(0, color="black", linewidth=0.6)
     rates = [(preference.get(m) or {}).get("preference_rate") for m in models]
     right.bar(models, [r or 0.0 for r in rates], color="#dd8452")
+    for x, model in enumerate(models):  # a CI only where the run takes part in a single comparison
+        rate, ci = rates[x], (preference.get(model) or {}).get("ci")
+        if rate is not None and ci:
+            right.errorbar(x, rate, yerr=[[rate - ci[0]], [ci[1] - rate]], color="black", capsize=4, lw=1)
     right.axhline(0.5, color="black", linewidth=0.6, linestyle="--")
     right.set_ylim(0, 1)
     right.set_title("Paradigm 2: judge preference rate")
@@ -135,6 +155,11 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _count(value: float | None) -> str:
+    """Wins and ties: whole numbers, except the half points a `split` combination gives."""
+    return "n/a" if value is None else (f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}")
+
+
 def _ci(ci: list[float | None] | None) -> str:
     return "" if not ci or None in ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -143,16 +168,20 @@ def _section_paradigms(
     gauntlet: dict[str, dict[str, Any]], preference: dict[str, dict[str, Any]]
 ) -> list[str]:
     lines = ["## Both paradigms per model", "", "![paradigms](figures/paradigms.png)", ""]
-    lines += ["| model | Gauntlet average | preference rate | judged against |", "|---|---:|---:|---|"]
+    lines += [
+        "| model | Gauntlet average | preference rate [95% CI] | judged against |",
+        "|---|---:|---:|---|",
+    ]
     for model in dict.fromkeys([*gauntlet, *preference]):
         g, p = gauntlet.get(model) or {}, preference.get(model) or {}
         average = _fmt(g.get("score")) + ("" if g.get("complete", True) else "* (partial)")
-        lines.append(
-            f"| {model} | {average} | {_fmt(p.get('preference_rate'))} | {', '.join(p.get('against', []))} |"
-        )
+        rate = _fmt(p.get("preference_rate")) + _ci(p.get("ci"))
+        lines.append(f"| {model} | {average} | {rate} | {', '.join(p.get('against', []))} |")
     lines += [
         "",
-        "Preference rate: the run's wins / decisive verdicts, averaged over its comparisons (LIMIT_FACTS §3).",
+        "Preference rate: the run's win rate as LIMIT reports it (per seed, wins / decisive verdicts; then the "
+        "mean over seeds), averaged over the comparisons it takes part in; the CI (bootstrap over prompts) "
+        "is shown for a run in a single comparison.",
         "",
     ]
     return lines
@@ -161,34 +190,38 @@ def _section_paradigms(
 def _section_judge(summaries: list[dict[str, Any]]) -> list[str]:
     lines = ["## Paradigm 2: judge preferences", "", "![judge](figures/judge.png)", ""]
     lines += [
-        "| comparison | A | B | pairs | A wins | ties | B wins | failed | B win rate [95% CI] |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| comparison | A | B | pairs | A wins | ties | B wins | failed | B win rate, pooled [95% CI] "
+        "| B win rate, LIMIT [95% CI] |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         row = pooled_row(s)
+        rate, ci = limit_win_rate(s)
         lines.append(
-            f"| {s['name']} | {s['generator_a']} | {s['generator_b']} | {row['n_pairs']} | {_fmt(row['a_wins'])} | "
-            f"{_fmt(row['ties'])} | {_fmt(row['b_wins'])} | {row['failed_pairs']} | {_fmt(row['win_rate'])}{_ci(row['win_rate_ci'])} |"
+            f"| {s['name']} | {s['generator_a']} | {s['generator_b']} | {row['n_pairs']} | {_count(row['a_wins'])} | "
+            f"{_count(row['ties'])} | {_count(row['b_wins'])} | {row['failed_pairs']} | "
+            f"{_fmt(row['win_rate'])}{_ci(row['win_rate_ci'])} | {_fmt(rate)}{_ci(ci)} |"
         )
-    identities = {json.dumps(_judge_identity(s["meta"]), sort_keys=True) for s in summaries}
-    lines += ["", "Judge identity and cost (from each comparison's run.json):", ""]
-    lines += [f"- `{identity}`" for identity in sorted(identities)]
+    lines += ["", *_judge_identity_lines(summaries)]
     return [*lines, ""]
 
 
-def _judge_identity(meta: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "backend",
-        "model",
-        "judge_model",
-        "template",
-        "order_policy",
-        "base_url",
-        "cost",
-        "cost_usd",
-        "total_cost_usd",
-    )
-    return {k: meta[k] for k in keys if k in meta} or meta
+IDENTITY_KEYS = ("judge_model", "backend", "base_url_host", "template", "template_hash", "decoding")
+
+
+def _judge_identity_lines(summaries: list[dict[str, Any]]) -> list[str]:
+    """Who judged (model, backend, endpoint, template and its hash, decoding) and what it cost, per comparison."""
+    lines = ["Judge identity (each comparison's run.json):", ""]
+    identities: dict[str, list[str]] = {}
+    for s in summaries:
+        identity = {k: s["meta"][k] for k in IDENTITY_KEYS if k in s["meta"]}
+        identities.setdefault(json.dumps(identity, sort_keys=True), []).append(s["name"])
+    for identity, names in identities.items():
+        lines.append(f"- `{identity}`" + ("" if len(identities) == 1 else f": {', '.join(names)}"))
+    costs = [(s["name"], float(s["meta"].get("cost_usd") or 0.0)) for s in summaries]
+    per_comparison = "; ".join(f"{name} ${cost:.4f}" for name, cost in costs)
+    lines += ["", f"Judge cost: ${sum(c for _, c in costs):.4f} in all ({per_comparison})."]
+    return lines
 
 
 def _section_data(study: Path) -> list[str]:
@@ -237,15 +270,17 @@ def _section_timings(study: Path) -> list[str]:
     path = study / "study_manifest.json"
     if not path.is_file():
         return []
-    stages = _read_json(path).get("stages", {})
+    recorded = _read_json(path).get("stages", {})
+    stages = {stage: recorded[stage] for stage in STAGES if stage in recorded}  # in running order
     lines = [
         "## Wall time per stage (last run)",
         "",
-        "| stage | seconds | steps run | steps skipped |",
-        "|---|---:|---:|---:|",
+        "| stage | wall s | CPU s | steps run | steps skipped |",
+        "|---|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {k} | {v['wall_s']:.0f} | {v['steps_run']} | {v['steps_skipped']} |" for k, v in stages.items()
+        f"| {k} | {v['wall_s']:.0f} | {v.get('cpu_s', 0):.0f} | {v['steps_run']} | {v['steps_skipped']} |"
+        for k, v in stages.items()
     ]
     return [*lines, ""]
 

@@ -14,22 +14,26 @@ import pytest
 from limit_foundry.report import build_report, main, preference_rates
 
 
-def summary(a: str, b: str, win_rate: float | None) -> dict:
-    return {
-        "generator_a": a,
-        "generator_b": b,
-        "combinations": {"single": {"rows": [{"win_rate": win_rate}]}},
-    }
+def summary(a: str, b: str, win_rate: float | None, ci: list[float] | None = None) -> dict:
+    """The shape of limit_foundry.judge.summary.summarize's output that the report reads."""
+    pooled = {"win_rate": 0.99}  # pooled over seeds: not LIMIT's statistic, must not be used
+    combination = {"rows": [pooled], "limit_win_rate": win_rate, "limit_win_rate_ci": ci}
+    return {"generator_a": a, "generator_b": b, "combinations": {"single": combination}}
 
 
-def test_preference_rate_is_the_mean_win_rate_over_a_runs_comparisons() -> None:
+def test_preference_rate_is_the_mean_limit_win_rate_over_a_runs_comparisons() -> None:
     rates = preference_rates(
-        [summary("lima", "instruct", 0.25), summary("lima", "mix", 0.5), summary("lima", "x", None)]
+        [
+            summary("lima", "instruct", 0.25, [0.125, 0.375]),
+            summary("lima", "mix", 0.5, [0.25, 0.75]),
+            summary("lima", "x", None),
+        ]
     )
-    assert rates["instruct"] == {"preference_rate": 0.25, "against": ["lima"]}
+    assert rates["instruct"] == {"preference_rate": 0.25, "ci": [0.125, 0.375], "against": ["lima"]}
     assert rates["mix"]["preference_rate"] == 0.5
-    assert rates["lima"] == {"preference_rate": (0.75 + 0.5) / 2, "against": ["instruct", "mix"]}
+    assert rates["lima"] == {"preference_rate": (0.75 + 0.5) / 2, "ci": None, "against": ["instruct", "mix"]}
     assert "x" not in rates  # no decisive verdicts: no rate rather than a made-up one
+    assert preference_rates([summary("lima", "mix", 0.25, [0.125, 0.375])])["lima"]["ci"] == [0.625, 0.875]
 
 
 def test_partial_study_says_what_is_missing(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from limit_foundry.config import ConfigError
-from limit_foundry.study.runner import StudyError, missing_credentials, run_study
+from limit_foundry.study.runner import StudyError, preflight, run_study
 from limit_foundry.study.spec import STAGES, SpecError, load_spec
 
 
@@ -38,9 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec)
         if args.command == "validate":
-            problems = missing_credentials(spec, STAGES)
-            if problems:
-                raise SpecError("missing credentials:\n  " + "\n  ".join(problems))
+            preflight(spec, STAGES)
             print(f"{args.spec}: valid")
             return 0
         stages = tuple(s for s in STAGES if s in args.only) if args.only else STAGES

@@ -90,6 +90,7 @@ class StudyManifest:
         fingerprint: str,
         outputs: list[Path],
         wall_s: float,
+        cpu_s: float,
         partial: bool = False,
     ) -> None:
         """Record a finished step; a partial one (some items failed) is rerun by the next study run."""
@@ -100,12 +101,18 @@ class StudyManifest:
             "outputs": self.hashes(outputs),
             "partial": partial,
             "wall_s": round(wall_s, 2),
+            "cpu_s": round(cpu_s, 2),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self.save()
 
-    def record_stage(self, stage: str, wall_s: float, ran: int, skipped: int) -> None:
-        self.data["stages"][stage] = {"wall_s": round(wall_s, 2), "steps_run": ran, "steps_skipped": skipped}
+    def record_stage(self, stage: str, wall_s: float, cpu_s: float, ran: int, skipped: int) -> None:
+        self.data["stages"][stage] = {
+            "wall_s": round(wall_s, 2),
+            "cpu_s": round(cpu_s, 2),
+            "steps_run": ran,
+            "steps_skipped": skipped,
+        }
         self.save()
 
     def save(self) -> None:

@@ -52,7 +52,7 @@ class StudySpec:
     source_paths: dict[str, str] = field(default_factory=dict)
     train_target: str = "local"
     train_overrides: list[str] = field(default_factory=list)
-    train_checkpoint: str = "latest"  # which HF export later stages use: latest, or a name like ba40
+    train_checkpoint: str = "latest"  # which HF export later stages use: latest, or a name like ba40 or ep4
     platform: dict[str, Any] = field(default_factory=dict)
     gauntlet_version: str = "v0"
     gauntlet_limit: int | None = None
@@ -69,6 +69,7 @@ class StudySpec:
     judge_order: str = "single-seeded"
     comparisons: list[tuple[str, str]] = field(default_factory=list)
     judge_args: list[str] = field(default_factory=list)
+    threads: int | str | None = None  # CPU threads per step: N, "auto" or None (torch's default)
     lines: dict[str, int] = field(default_factory=dict)  # "section.key" -> line, for later errors
 
     def line_of(self, key: str) -> int:
@@ -245,6 +246,12 @@ def load_spec(path: str | Path) -> StudySpec:
     base_model = top.choice("base_model", tuple(BASE_MODELS), "")
     spec = StudySpec(path=path, name=top.get("name", str, required=True), base_model=base_model, runs={})
     spec.lines = lines
+    spec.threads = top.get("threads", (int, str))
+    threads_ok = spec.threads in (None, "auto") or (
+        isinstance(spec.threads, int) and not isinstance(spec.threads, bool) and spec.threads > 0
+    )
+    if not threads_ok:
+        raise top.fail("threads", f"must be a positive integer or `auto`, got {spec.threads!r}")
 
     data = top.section("data")
     spec.data_seed = data.get("seed", int, 17)
@@ -283,6 +290,8 @@ def load_spec(path: str | Path) -> StudySpec:
     spec.judge_openai_model = judge.get("openai_model", str, "gpt-4o")
     spec.judge_base_url = judge.get("base_url", str)
     spec.judge_template = judge.get("template", str)
+    if spec.judge_template is not None:
+        _check_template(spec.judge_template, judge)
     spec.judge_order = judge.choice("order", JUDGE_ORDERS, "single-seeded")
     spec.judge_args = judge.strings("args")
     spec.comparisons = _comparisons(judge, spec.runs)
@@ -300,3 +309,16 @@ def _check_gauntlet(version: str, section: _Section) -> None:
         raise section.fail(
             "version", f"unknown Gauntlet version {version!r}: use {sorted(VERSIONS)} or a config file"
         )
+
+
+def _check_template(template: str, section: _Section) -> None:
+    """A built-in judge template by name, or a template file that loads (built-ins load in the judge:
+    `limit` imports alpaca-eval, seconds that every spec validation need not pay)."""
+    from limit_foundry.judge.prompts import TemplateError, builtin_templates, load_template
+
+    if template in builtin_templates():
+        return
+    try:
+        load_template(template)
+    except TemplateError as err:
+        raise section.fail("template", f"unknown judge template: {err}") from err

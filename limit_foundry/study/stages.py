@@ -148,10 +148,16 @@ def data_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
 
 
 def export_dir(save_folder: Path, checkpoint: str = "latest") -> Path | None:
-    """The HF export the later stages use: the named one, or the one of the latest batch/epoch."""
+    """The HF export the later stages use: the latest batch/epoch, or a named one.
+
+    A name matches a folder exactly or as its prefix up to a dash, so `ep4` finds `ep4-ba80` (folders
+    named by `huggingface_folder_name: ep{epoch}-ba{batch}`, as the paper studies set).
+    """
     root = save_folder / "huggingface"
     if checkpoint != "latest":
-        return root / checkpoint if (root / checkpoint).is_dir() else None
+        named = [p for p in root.glob("*") if p.is_dir() and p.name.split("-", 1)[0] == checkpoint]
+        exact = root / checkpoint
+        return exact if exact.is_dir() else (named[0] if len(named) == 1 else None)
     found = [(int(m.group(2)), p) for p in root.glob("*") if p.is_dir() and (m := _EXPORT_STEP.match(p.name))]
     return max(found)[1] if found else None
 
@@ -289,6 +295,8 @@ def judge_model(spec: StudySpec, layout: StudyLayout) -> str:
 
 
 def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    from limit_foundry.judge.prompts import builtin_templates
+
     backend, model = judge_backend(spec), judge_model(spec, layout)
     steps = []
     for a, b in spec.comparisons:
@@ -321,6 +329,8 @@ def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
                 command += ["--base-url", spec.judge_base_url]
             command += spec.judge_args
             inputs = files + ([Path(model)] if backend == "hf" else [])
+            if spec.judge_template and spec.judge_template not in builtin_templates():
+                inputs.append(Path(spec.judge_template))  # an edited template file reruns the judging
             key = f"judge:{a}_vs_{b}:{prompt_set}"
             steps.append(Step("judge", key, command, inputs, [out], partial_exit_code=1))
     return steps

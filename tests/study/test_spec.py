@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from limit_foundry.config import compose_config, resolved_dict
 from limit_foundry.study.__main__ import main
 from limit_foundry.study.spec import SpecError, load_spec
+from limit_foundry.study.stages import ICL_SAMPLES_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,8 +39,10 @@ judge:
 
 
 @pytest.fixture(autouse=True)
-def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+def _repo_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.chdir(REPO_ROOT)  # spec paths are relative to the repository root
+    # Gauntlet v0 needs real benchmark data; an existing directory stands in (dry runs read no file)
+    monkeypatch.setenv("GAUNTLET_DATA_DIR", str(tmp_path_factory.mktemp("gauntlet_data")))
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -63,6 +67,84 @@ def test_paper_specs_train_the_four_runs_per_size() -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "size", "checkpoint"), [("limit_7b", "mpt7b", "ep4"), ("limit_30b", "mpt30b", "ep6")]
+)
+def test_paper_spec_dry_run_prints_every_command(
+    name: str,
+    size: str,
+    checkpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped paper spec, unchanged, from a checkout holding LIMIT's Instruct-v3 prompt file."""
+    (tmp_path / "yamls").symlink_to(REPO_ROOT / "yamls")
+    prompts = tmp_path / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt"
+    prompts.parent.mkdir(parents=True)
+    prompts.write_text("placeholder: a dry run reads no prompt\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_not_real")
+    spec = load_spec(REPO_ROOT / "yamls" / "studies" / f"{name}.yaml")
+    assert spec.train_checkpoint == checkpoint and spec.seeds == 3 and spec.gauntlet_version == "v0"
+
+    assert main(["run", str(spec.path), "--dry-run", "--out", "out"]) == 0
+    printed = capsys.readouterr().out
+    headers = [line for line in printed.splitlines() if line.startswith("[")]
+    runs = ("lima", "instruct", "instruct_subset", "mix")
+    sets = ("lima_test", "instruct_v3_test")
+    assert len(headers) == 1 + 4 + 1 + 4 * 2 + 3 * 2 + 1  # data, train, gauntlet, generate, judge, report
+    recipes = [
+        resolved_dict(compose_config(f"yamls/{size}_{run}.yaml"))["variables"]["recipe"] for run in runs
+    ]
+    assert (
+        "build_datasets.py --out out/data --seed 17 " + " ".join(f"--recipe {r}" for r in recipes) in printed
+    )
+    for run in runs:
+        assert (
+            f"train.py yamls/{size}_{run}.yaml 'callbacks.hf_checkpointer.huggingface_folder_name=ep{{epoch}}-ba{{batch}}'"
+            in printed
+        )
+        for prompt_set in sets:
+            assert f"--model out/models/{run} --prompts {prompt_set}" in printed
+    assert "--gauntlet v0 --out out/gauntlet" in printed
+    assert "--prompts-path data/limit_test_prompts/instructv3_test_prompts.txt" in printed
+    for other in runs[1:]:
+        for prompt_set in sets:
+            assert (
+                f"--a out/generate/lima/{prompt_set}.json --b out/generate/{other}/{prompt_set}.json "
+                f"--out out/judge/lima_vs_{other}/{prompt_set} --order single-seeded --model gpt-4-0613 "
+                "--backend openai --template limit"
+            ) in printed
+    assert "limit_foundry.report out" in printed
+    assert not Path("out").exists() and "not-real" not in printed
+
+
+def test_missing_prompt_file_rejected_before_any_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, GOOD.replace("lima/test.jsonl", "lima/nope.jsonl"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:15: prompt set lima_test: limit_foundry/assets/samples/lima/nope.jsonl not found" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_named_gauntlet_without_benchmark_data_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as `auto` resolves on a checkout with no downloaded, no ../shared and no $GAUNTLET_DATA_DIR copy
+    monkeypatch.setattr("limit_foundry.study.runner.gauntlet_data_dir", lambda spec: ICL_SAMPLES_DIR)
+    path = write(tmp_path, GOOD)
+    assert main(["run", str(path), "--dry-run", "--only", "gauntlet"]) == 2
+    assert (
+        f"{path}:12: Gauntlet v0 needs the benchmark data: run `make gauntlet-data`"
+        in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
     ("old", "new", "line", "message"),
     [
         ("base_model: tiny-mpt", "base_model: gpt-17", 2, "base_model: unknown value 'gpt-17'"),
@@ -74,6 +156,12 @@ def test_paper_specs_train_the_four_runs_per_size() -> None:
         ),
         ("  version: v0", "  version: v9", 13, "unknown Gauntlet version 'v9'"),
         ("  backend: hf", "  backend: claude", 18, "judge.backend: unknown value 'claude'"),
+        (
+            "  backend: hf",
+            "  backend: hf\n  template: gpt4-ish",
+            19,
+            "unknown judge template: template 'gpt4-ish'",
+        ),
         (
             "  - [lima, instruct]",
             "  - [lima, instruct]\n  - [lima, mix]",
@@ -159,3 +247,57 @@ def test_only_limits_the_stages(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["run", str(path), "--dry-run", "--only", "judge"]) == 0
     printed = capsys.readouterr().out
     assert "[judge]" in printed and "[train]" not in printed and "[data]" not in printed
+
+
+@pytest.mark.parametrize("value", ["0", "many", "[2]", "true"])
+def test_bad_threads_rejected(tmp_path: Path, value: str) -> None:
+    path = write(
+        tmp_path, GOOD.replace("base_model: tiny-mpt\n", f"base_model: tiny-mpt\nthreads: {value}\n")
+    )
+    with pytest.raises(SpecError, match=rf"{path}:3: threads: must be"):
+        load_spec(path)
+
+
+def test_threads_reach_each_step_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from limit_foundry.study.runner import step_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    spec = load_spec(
+        write(tmp_path, GOOD.replace("base_model: tiny-mpt\n", "base_model: tiny-mpt\nthreads: 3\n"))
+    )
+    assert step_env(spec)["OMP_NUM_THREADS"] == "3"
+    spec.threads = "auto"
+    monkeypatch.setattr("os.getloadavg", lambda: (7.0, 6.0, 5.0))  # busier than any core count here
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert step_env(spec)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setattr("os.getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert step_env(spec) is None  # idle: torch's own default
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    spec.threads = 1
+    assert step_env(spec) is None  # the user's setting wins
+
+
+def test_platform_training_steps_are_valid_submissions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With train.target platform each train step is a `limit_foundry.submit` command that mcli accepts."""
+    import shlex
+
+    import yaml
+    from mcli import RunConfig
+    from mcli.models.run_config import FinalRunConfig
+
+    from limit_foundry import submit
+
+    monkeypatch.setattr("limit_foundry.platform.platform_credentials_present", lambda: True)
+    platform = "  platform: {cluster: c1, gpus: 8, repo: acme/limit-foundry, commit: " + "a" * 40 + "}"
+    path = write(tmp_path, GOOD.replace("runs:", f"train:\n  target: platform\n{platform}\nruns:"))
+    assert main(["run", str(path), "--dry-run", "--only", "train"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    commands = [shlex.split(lines[i + 1]) for i, line in enumerate(lines) if line.startswith("[train]")]
+    assert len(commands) == 2
+    for command in commands:
+        assert command[1:3] == ["-m", "limit_foundry.submit"]
+        assert submit.main([*command[3:], "--dry-run"]) == 0
+        run = FinalRunConfig.finalize_config(RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)))
+        assert run.compute == {"cluster": "c1", "gpus": 8} and run.parameters["run_name"] == run.name
