@@ -195,7 +195,10 @@ def render_png(summaries: list[dict]) -> bytes:
             ci = row[f"{name}_ci"]
             if ci and edge is not None:
                 low, high = ci if name == "share_a" else (1 - ci[1], 1 - ci[0])
-                ax.errorbar(edge, y, xerr=[[edge - low], [high - edge]], color="black", capsize=3, lw=1)
+                # drawn in the bar's lower half so it never covers the share label at its centre
+                ax.errorbar(
+                    edge, y + 0.22, xerr=[[edge - low], [high - edge]], color="black", capsize=3, lw=1
+                )
     ax.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize=8)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
