@@ -8,7 +8,8 @@ same decoding settings (LIMA's sampling defaults, a short cap):
 - `engine_batch_1`: this package's engine (seeded per-row sampler) one prompt per call;
 - `engine_batched`: the engine with `--batch-size` prompts per call.
 Prompts: the first 64 of LIMIT's Instruct-v3 test prompts from ../shared when present, else the
-package's committed samples. Prints medians over --repeats and the ratios to the baseline.
+package's committed samples. Prints medians over --repeats and the ratios to the baseline, both as the ratio
+of medians and as the median of each repeat's own ratio (steadier when the machine's load drifts).
 
     .venv/bin/python bench/bench_generate.py [--models tiny,smollm2] [--prompts 64] [--max-new-tokens 32]
         [--batch-size 16] [--repeats 3] [--threads N]
@@ -168,10 +169,17 @@ def main() -> None:
             print(
                 f"\n{name} ({loaded.details['model_class']}, {'chat template' if chat else 'lima_test template'}):"
             )
+            baseline = rates["hf_one_at_a_time"]
             for way, median in medians.items():
                 ratio = median / medians["hf_one_at_a_time"]
                 runs = ", ".join(f"{v:.0f}" for v in rates[way])
-                print(f"  {way:<22} median {median:8.1f} tok/s  ({ratio:4.1f}x baseline)  runs: {runs}")
+                # each repeat's own ratio: the ways of one repeat ran back to back, under the same load
+                paired = sorted(v / b for v, b in zip(rates[way], baseline, strict=True))
+                print(
+                    f"  {way:<22} median {median:8.1f} tok/s  ({ratio:4.1f}x baseline)  runs: {runs}  "
+                    f"per-repeat ratios: {', '.join(f'{r:.1f}' for r in paired)} "
+                    f"(median {statistics.median(paired):.1f}x)"
+                )
 
 
 if __name__ == "__main__":

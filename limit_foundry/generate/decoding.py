@@ -26,8 +26,9 @@ import torch
 NUCLEUS_CANDIDATES = 1024  # tokens ranked per step before falling back to the whole vocabulary
 
 PAPER_DEFAULTS_NOTE = (
-    "defaults follow LIMA's published decoding (nucleus p 0.9, temperature 0.7, repetition penalty 1.2); "
-    "max_new_tokens 1024 follows LIMIT's ~1k cap (LIMIT did not publish its settings; LIMIT_FACTS §3)"
+    "defaults follow LIMA's published decoding (Zhou et al. 2023: nucleus p 0.9, temperature 0.7, "
+    "repetition penalty 1.2); max_new_tokens 1024 follows LIMIT's ~1k-token cap (Jha et al. 2023, "
+    "which did not publish its exact generation settings)"
 )
 
 

@@ -316,7 +316,8 @@ def _generate_missing(
                 records[record_key(record)] = record
                 generated_tokens += result.output_tokens
             progress.update(len(batch))
-            progress.set_postfix(tok_s=f"{generated_tokens / max(time.perf_counter() - clock, 1e-9):.1f}")
+            rate = generated_tokens / max(time.perf_counter() - clock, 1e-9)
+            progress.set_postfix_str(f"{rate:.1f} tok/s")
     elapsed = time.perf_counter() - clock
 
     ordered = [records[(p.prompt_id, s)] for s in prepared.seeds for p in prepared.prompt_set.prompts]

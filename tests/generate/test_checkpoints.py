@@ -61,12 +61,20 @@ def test_hub_format_mpt_gives_the_same_text_as_the_export(tiny_mpt_dir, tmp_path
     assert greedy_texts(hub.model, hub.tokenizer, 512) == greedy_texts(export.model, export.tokenizer, 512)
 
 
-def test_composer_checkpoint_with_its_training_yaml(repo_root, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_training_outputs_answer_alike_the_composer_checkpoint_and_its_hf_export(
+    repo_root, tmp_path, monkeypatch, prompts_file
+):
+    """One real training step writes both kinds a study produces: a Composer `.pt` (read with its YAML)
+    and LLM Foundry's `hf_checkpointer` export; both generate through the command line, identically."""
     from composer import Trainer
+    from llmfoundry.callbacks import HuggingFaceCheckpointer
     from llmfoundry.utils.builders import build_composer_model, build_tokenizer
     from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader
 
     from limit_foundry.config import compose_config
+    from limit_foundry.generate.cli import main
 
     monkeypatch.chdir(repo_root)  # the tiny YAMLs name the tokenizer relative to the repository root
     cfg = compose_config(TINY_YAML)
@@ -76,15 +84,28 @@ def test_composer_checkpoint_with_its_training_yaml(repo_root, tmp_path, monkeyp
     trained = build_composer_model(
         model_cfg.pop("name"), model_cfg, build_tokenizer(tokenizer_cfg["name"], tokenizer_cfg["kwargs"])
     )
-    checkpoint = tmp_path / "ep2-ba10-rank0.pt"
-    Trainer(model=trained, device="cpu", progress_bar=False, log_to_console=False).save_checkpoint(
-        str(checkpoint)
+    before = {name: t.clone() for name, t in trained.model.state_dict().items()}
+    tokens = torch.randint(2, 1024, (4, 32))
+    samples = [{"input_ids": t, "attention_mask": torch.ones_like(t), "labels": t} for t in tokens]
+    trainer = Trainer(
+        model=trained,
+        train_dataloader=DataLoader(samples, batch_size=4),
+        max_duration="1ba",
+        device="cpu",
+        progress_bar=False,
+        log_to_console=False,
+        callbacks=[HuggingFaceCheckpointer(save_folder=str(tmp_path / "run-a" / "hf"), save_interval="1ba")],
     )
+    trainer.fit()
+    checkpoint = tmp_path / "ep0-ba1-rank0.pt"
+    trainer.save_checkpoint(str(checkpoint))
+    export = tmp_path / "run-a" / "hf" / "huggingface" / "ba1"
+    assert not all(torch.equal(before[n], t) for n, t in trained.model.state_dict().items()), "trained"
 
     with pytest.raises(CheckpointLoadError, match="needs --train-yaml"):
         identify_checkpoint(str(checkpoint))
     spec = identify_checkpoint(str(checkpoint), TINY_YAML)
-    assert spec.kind == "composer"
+    assert (spec.kind, identify_checkpoint(str(export)).kind) == ("composer", "mpt")
     loaded = load_checkpoint(spec)
     for name, tensor in trained.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
@@ -97,6 +118,16 @@ def test_composer_checkpoint_with_its_training_yaml(repo_root, tmp_path, monkeyp
     fingerprint = checkpoint_fingerprint(spec)
     assert fingerprint["kind"] == "composer" and len(fingerprint["sha256"]) == 64
     assert fingerprint["model_sections_sha256"]
+
+    common = ["--prompts", str(prompts_file), "--seeds", "2", "--max-new-tokens", "8", "--no-progress"]
+    assert main(["--model", str(checkpoint), "--train-yaml", TINY_YAML, "--out", str(tmp_path / "pt.json"), *common]) == 0  # fmt: skip
+    assert main(["--model", str(export), "--out", str(tmp_path / "hf.json"), *common]) == 0
+    from_pt, from_hf = (json.loads((tmp_path / f"{kind}.json").read_text()) for kind in ("pt", "hf"))
+    assert {r["generator"] for r in from_pt} == {"lima/ep0-ba1-rank0"}
+    assert {r["generator"] for r in from_hf} == {"hf/ba1"}
+    assert [r["output"] for r in from_pt] == [r["output"] for r in from_hf] and len(from_pt) == 12
+    manifests = [json.loads((tmp_path / f"{kind}.json.manifest.json").read_text()) for kind in ("pt", "hf")]
+    assert [m["model"]["kind"] for m in manifests] == ["composer", "mpt"]
 
     torch.save({"state": {"model": {"model.not_a_weight": torch.zeros(1)}}}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointLoadError, match=r"foreign.pt: weights do not match"):

@@ -14,6 +14,7 @@ import pytest
 
 from limit_foundry.generate.cli import build_parser, main, run_from_args
 from limit_foundry.generate.run import run_generation
+from limit_foundry.io import read_jsonl_log
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,12 @@ def test_help_explains_every_option(capsys):
     for option in ("--model", "--train-yaml", "--prompts-path", "--template", "--chat-template", "--top-p",
                    "--repetition-penalty", "--max-new-tokens", "--stop", "--seeds", "--batch-size", "--overwrite"):  # fmt: skip
         assert option in text
-    assert "LIMA" in text and "default: 0.7" in text
+    flat = " ".join(text.split())  # argparse wraps lines anywhere
+    for default in ("--temperature TEMPERATURE 0 = greedy (default: 0.7)", "(default: 0.9)", "(default: 1.2)",
+                    "(default: 1024)", "--top-k TOP_K 0 = off (default: 0)", "--seeds SEEDS number of sampling seeds (default: 1)"):  # fmt: skip
+        assert default in flat, default
+    assert "defaults follow LIMA's published decoding" in flat and "LIMIT's ~1k cap" in flat
+    assert "Zhou et al. 2023" in flat and "Jha et al. 2023" in flat
 
 
 @pytest.mark.slow
@@ -121,9 +127,11 @@ def test_killed_process_resumes(tiny_llama_dir, tmp_path, write_jsonl, repo_root
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not out.exists()
+    finished_before = read_jsonl_log(partial).records  # a line torn by the kill is not a finished record
 
     summary = run_generation(run_from_args(build_parser().parse_args(args)))
-    assert summary.resumed >= 2 and summary.generated_now == 24 - summary.resumed
+    assert summary.resumed == len(finished_before) >= 2 and summary.generated_now == 24 - summary.resumed
+    assert all(record in json.loads(out.read_text()) for record in finished_before), "kept, not redone"
     reference = run_generation(
         run_from_args(build_parser().parse_args([*args[:5], str(tmp_path / "ref.json"), *args[6:]]))
     )

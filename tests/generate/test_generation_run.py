@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -68,7 +69,8 @@ def test_run_writes_alpaca_eval_records_for_every_seed_and_a_manifest(
 def test_the_judge_matches_two_models_outputs_per_prompt_and_seed(
     tiny_llama_dir, tiny_mpt_dir, prompts_file, tmp_path
 ):
-    inputs = pytest.importorskip("limit_foundry.judge.inputs", reason="the judge stage is absent")
+    from limit_foundry.judge import inputs
+
     short = DecodingSettings(max_new_tokens=4)
     a = run_generation(
         run_of(tiny_llama_dir, prompts_file, tmp_path / "a.json", generator="llama", decoding=short)
@@ -80,6 +82,51 @@ def test_the_judge_matches_two_models_outputs_per_prompt_and_seed(
     assert len(pairs) == a.records == b.records
     assert {(p.generator_a, p.generator_b) for p in pairs} == {("llama", "mpt")}
     assert {p.seed for p in pairs} == {0, 1}
+
+
+def test_each_seeds_text_is_reproducible_whatever_the_batch_and_the_other_seeds(
+    tiny_llama_dir, prompts_file, tmp_path
+):
+    both = run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "both.json", batch_size=8))
+    again = run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "again.json", batch_size=8))
+    alone = run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "alone.json", batch_size=1))
+    seed_1 = run_generation(
+        run_of(tiny_llama_dir, prompts_file, tmp_path / "seed1.json", seeds=1, first_seed=1, batch_size=3)
+    )
+    records = json.loads(both.out.read_text())
+    assert records == json.loads(again.out.read_text()) == json.loads(alone.out.read_text())
+    assert [r for r in records if r["seed"] == 1] == json.loads(seed_1.out.read_text())
+    by_seed = {s: [r["output"] for r in records if r["seed"] == s] for s in (0, 1)}
+    assert by_seed[0] != by_seed[1], "the two seeds sample different answers"
+
+
+def test_already_wrapped_prompts_are_not_wrapped_twice(tiny_llama_dir, tmp_path, write_jsonl):
+    from limit_foundry.data.templates import INSTRUCT_V1_TEMPLATE, LIMA_TEST_TEMPLATE, wrap
+    from limit_foundry.models.tiny import load_tiny_tokenizer
+
+    question = "What is Python?"
+    prompts = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"instruction": question, "prompt_id": "bare"},
+            {"instruction": wrap(question, LIMA_TEST_TEMPLATE), "prompt_id": "wrapped-lima"},
+            {"prompt": wrap(question, INSTRUCT_V1_TEMPLATE), "prompt_id": "wrapped-v1"},
+        ],
+    )
+    greedy = DecodingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=8)
+    summary = run_generation(run_of(tiny_llama_dir, prompts, tmp_path / "out.json", seeds=1, decoding=greedy))
+    bare, wrapped_lima, wrapped_v1 = json.loads(summary.out.read_text())
+    assert {r["instruction"] for r in (bare, wrapped_lima, wrapped_v1)} == {question}
+    tokenizer = load_tiny_tokenizer()
+    assert bare["prompt_tokens"] == len(tokenizer(wrap(question, LIMA_TEST_TEMPLATE))["input_ids"])
+    assert (wrapped_lima["prompt_tokens"], wrapped_lima["output"]) == (bare["prompt_tokens"], bare["output"])
+    assert wrapped_v1["prompt_tokens"] == len(tokenizer(wrap(question, INSTRUCT_V1_TEMPLATE))["input_ids"])
+
+
+def test_progress_bar_shows_tokens_per_second(tiny_llama_dir, prompts_file, tmp_path, capsys):
+    run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "out.json", progress=True))
+    bar = capsys.readouterr().err
+    assert re.search(r"tiny: 100%.*12/12 .*\d+\.\d tok/s\]", bar), bar[-500:]
 
 
 def test_interrupted_run_resumes_without_redoing_work(tiny_llama_dir, prompts_file, tmp_path, watch_batches):

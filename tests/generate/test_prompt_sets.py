@@ -90,6 +90,17 @@ def test_lima_test_from_a_local_copy(tmp_path, write_jsonl):
     assert prompt_set.prompts[2].instruction == "Question 2?"
 
 
+def test_lima_test_from_limits_release_text(tmp_path):
+    questions = ["Can brain cells move?", "Write a poem:\n\nabout the sea."]
+    path = tmp_path / "lima_test_prompts.txt"
+    path.write_text("\n".join(wrap(q, LIMA_TEST_TEMPLATE) for q in questions))
+    prompt_set = load_prompt_set("lima_test", path)
+    assert [p.instruction for p in prompt_set.prompts] == questions
+    assert [p.wrapped for p in prompt_set.prompts] == [wrap(q, LIMA_TEST_TEMPLATE) for q in questions]
+    assert [p.prompt_id for p in prompt_set.prompts] == ["lima_test-000", "lima_test-001"]
+    assert {(p.dataset, p.datasplit) for p in prompt_set.prompts} == {("lima", "test")}
+
+
 def test_lima_test_errors_name_file_and_line(tmp_path, write_jsonl):
     path = write_jsonl(tmp_path / "test.jsonl", [{"conversations": ["ok?"]}, {"conversations": []}])
     with pytest.raises(PromptSetError, match=r"lima_test: .*test.jsonl:2"):
