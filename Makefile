@@ -15,7 +15,7 @@ LIMIT ?=
 STUDY ?= yamls/studies/demo.yaml
 DATA_ROOT ?= data
 
-.PHONY: help install lock test test-fast lint format demo data gauntlet gauntlet-data study bench clean
+.PHONY: help install lock test test-fast lint format demo data gauntlet gauntlet-data generate study bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,27 @@ gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per
 	@[ -n "$(MODEL)" ] || { echo "usage: make gauntlet MODEL=<checkpoint>[,<more>] [GAUNTLET=v0|v0.3] [LIMIT=n] [OUT=dir]" >&2; exit 2; }
 	$(PY) eval/gauntlet.py run --model $(MODEL) --gauntlet $(GAUNTLET) --out $(or $(OUT),runs/gauntlet) \
 	  $(if $(LIMIT),--limit $(LIMIT))
+
+# Generation knobs (see README "Generation"): comma lists; a Composer checkpoint is CKPT.pt@TRAIN_YAML,
+# a prompt set is NAME (lima_test from the hub: set HF_TOKEN), NAME=LOCAL_COPY, or a .jsonl/.txt file.
+GEN_MODELS ?=
+GEN_SETS ?= lima_test,instruct_v3_test=data/limit_test_prompts/instructv3_test_prompts.txt
+GEN_SEEDS ?= 3
+GEN_OUT ?= runs/generate
+GEN_ARGS ?=
+
+generate: install  ## GEN_MODELS=<ckpt>[,<ckpt.pt@train.yaml>] [GEN_SETS=..] [GEN_SEEDS=3] [GEN_OUT=dir] [GEN_ARGS=..]
+	@[ -n "$(GEN_MODELS)" ] || { echo "usage: make generate GEN_MODELS=<checkpoint>[,<more>] [GEN_SETS=lima_test,instruct_v3_test=<file>] [GEN_SEEDS=3] [GEN_OUT=dir] [GEN_ARGS='--max-new-tokens 256']" >&2; exit 2; }
+	@set -euo pipefail; IFS=, read -ra models <<< "$(GEN_MODELS)"; IFS=, read -ra sets <<< "$(GEN_SETS)"; \
+	for model in "$${models[@]}"; do \
+	  ckpt="$${model%%@*}"; yaml=""; [[ "$$model" == *@* ]] && yaml="$${model#*@}"; \
+	  for set in "$${sets[@]}"; do \
+	    name="$${set%%=*}"; path=""; [[ "$$set" == *=* ]] && path="$${set#*=}"; \
+	    echo "== generate: $$ckpt on $$name ($(GEN_SEEDS) seeds) -> $(GEN_OUT)"; \
+	    $(PY) -m limit_foundry.generate --model "$$ckpt" $${yaml:+--train-yaml "$$yaml"} --prompts "$$name" \
+	      $${path:+--prompts-path "$$path"} --seeds $(GEN_SEEDS) --out-dir $(GEN_OUT) $(GEN_ARGS); \
+	  done; \
+	done
 
 study: install  ## run a whole study: STUDY=yamls/studies/limit_7b.yaml [OUT=dir]; resumes where it stopped
 	$(PY) -m limit_foundry.study run $(STUDY) $(if $(OUT),--out $(OUT))
