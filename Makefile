@@ -12,6 +12,7 @@ OUT ?=
 MODEL ?=
 GAUNTLET ?= v0
 LIMIT ?=
+GAUNTLET_ARGS ?=
 STUDY ?= yamls/studies/demo.yaml
 DATA_ROOT ?= data
 
@@ -59,7 +60,7 @@ gauntlet-data: install  ## download the pinned Eval Gauntlet benchmark files (to
 gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per task> OUT=<dir>; honours GAUNTLET_DATA_DIR
 	@[ -n "$(MODEL)" ] || { echo "usage: make gauntlet MODEL=<checkpoint>[,<more>] [GAUNTLET=v0|v0.3] [LIMIT=n] [OUT=dir]" >&2; exit 2; }
 	$(PY) eval/gauntlet.py run --model $(MODEL) --gauntlet $(GAUNTLET) --out $(or $(OUT),runs/gauntlet) \
-	  $(if $(LIMIT),--limit $(LIMIT))
+	  $(if $(LIMIT),--limit $(LIMIT)) $(GAUNTLET_ARGS)
 
 # Generation knobs (see README "Generation"): comma lists; a Composer checkpoint is CKPT.pt@TRAIN_YAML,
 # a prompt set is NAME (lima_test from the hub: set HF_TOKEN), NAME=LOCAL_COPY, or a .jsonl/.txt file.

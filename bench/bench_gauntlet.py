@@ -10,7 +10,8 @@ Part 2 compares the two ways to cap examples per task, data preparation only (no
 side: truncated copies of the files (what `--limit` does) against LLM Foundry's own
 `icl_subset_num_batches` on the full files, which still prepares every row of each file.
 
-    .venv/bin/python bench/bench_gauntlet.py [--limit 100] [--repeats 1] [--prep-repeats 3] [--data-dir DIR]
+    .venv/bin/python bench/bench_gauntlet.py [--limit 100] [--models 1] [--repeats 1] [--prep-repeats 3]
+        [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PREP_TASKS = ("lambada_openai", "piqa", "boolq", "bigbench_qa_wikidata")
+LOOP_PHASES = ("first_batch", "fetch", "batch_prep", "forward", "metrics")  # limit_foundry.eval.progress
 
 
 def default_data_dir() -> Path:
@@ -35,29 +38,54 @@ def default_data_dir() -> Path:
     )
 
 
-def end_to_end(model_dir: Path, data_dir: Path, limit: int, out: Path) -> dict[str, float]:
+def end_to_end(model_dir: Path, models: int, data_dir: Path, limit: int, out: Path) -> dict[str, Any]:
+    """One `run` of `models` copies of the tiny MPT (one process, as `make gauntlet MODEL=a,b` runs)."""
+    named = ",".join(f"m{i}={model_dir}" for i in range(1, models + 1))
     command = [
-        sys.executable, "-m", "limit_foundry.eval.gauntlet", "run", "--model", str(model_dir), "--gauntlet", "v0",
+        sys.executable, "-m", "limit_foundry.eval.gauntlet", "run", "--model", named, "--gauntlet", "v0",
         "--limit", str(limit), "--out", str(out), "--device", "cpu", "--data-dir", str(data_dir), "--overwrite",
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, cwd=out.parent, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        raise SystemExit("\n".join(errors) or done.stderr[-3000:])
     results = json.loads((out / "results.json").read_text())
-    model = results["models"][0]
-    examples = sum(b["n_examples"] or 0 for b in model["benchmarks"])
-    forward = model["timing"]["model_forward_seconds"]
-    return {"wall": wall, "run": results["timing"]["run_seconds"], "forward": forward, "examples": examples}
+    run = results["timing"]
+
+    def total(key: str) -> float:
+        return sum(m["timing"][key] for m in results["models"])
+
+    phases = {
+        "process start, CLI imports, exit": wall - run["run_seconds"],
+        "checks, smoke-run copies": run["prepare_seconds"],
+        "import LLM Foundry": total("import_seconds"),
+        "eval: model, evaluators, trainer": total("eval_wall_seconds")
+        - sum(total(f"loop_{phase}_seconds") for phase in LOOP_PHASES),
+        "eval: tokenize + first batch": total("loop_first_batch_seconds"),
+        "eval: later batches": total("loop_fetch_seconds") + total("loop_batch_prep_seconds"),
+        "eval: metric updates": total("loop_metrics_seconds"),
+        "model forward passes": total("model_forward_seconds"),
+        "checkpoint hash": total("fingerprint_seconds"),
+        "reports": run["report_seconds"],
+    }
+    phases["other (scoring, writes)"] = wall - sum(phases.values())
+    examples = sum(b["n_examples"] or 0 for m in results["models"] for b in m["benchmarks"])
+    return {"wall": wall, "forward": phases["model forward passes"], "examples": examples, "phases": phases}
 
 
 def prepare(
     tasks: list[dict], tokenizer, batch_size: int, subset_batches: int | None, workdir: Path
 ) -> float:
-    """Seconds to build the evaluators and draw the batches an eval would use (LLM Foundry's own code)."""
+    """Seconds to build the evaluators and draw the batches an eval would use (LLM Foundry's own code).
+
+    Each call gets an empty HF datasets cache: a Gauntlet run reads fresh copies, which never hit it.
+    """
+    import datasets
     from llmfoundry.utils.builders import build_icl_evaluators
 
+    datasets.config.HF_DATASETS_CACHE = Path(tempfile.mkdtemp(dir=workdir, prefix="hf_cache"))
     started = time.perf_counter()
     evaluators, _ = build_icl_evaluators(tasks, tokenizer, 512, batch_size, str(workdir), subset_batches)
     for evaluator in evaluators:
@@ -70,21 +98,19 @@ def prepare(
 def prep_comparison(data_dir: Path, limit: int, repeats: int, workdir: Path) -> dict[str, list[float]]:
     import datasets
 
-    from limit_foundry.eval.benchmark_files import locate, write_limited_copy
+    from limit_foundry.eval.benchmark_files import eval_file, locate
     from limit_foundry.eval.config import load_gauntlet
     from limit_foundry.models.tiny import load_tiny_tokenizer
 
     datasets.disable_progress_bars()
     gauntlet = load_gauntlet("v0")
-    present, _ = locate(gauntlet, data_dir)
+    present, _ = locate(gauntlet, data_dir, limit=limit)
     tokenizer, batch_size = load_tiny_tokenizer(), 4
     full, cut = [], []
     for label in PREP_TASKS:
         task = gauntlet.tasks[label]
-        target = workdir / "cut" / task.dataset_uri
-        write_limited_copy(present[label], task, limit, target)
         full.append({**task.raw, "dataset_uri": str(present[label].path)})
-        cut.append({**task.raw, "dataset_uri": str(target)})
+        cut.append({**task.raw, "dataset_uri": str(eval_file(present[label], workdir / "cut"))})
     times: dict[str, list[float]] = {"truncated copies": [], "icl_subset_num_batches": []}
     for _ in range(repeats):  # interleaved, so both see the same machine load
         times["truncated copies"].append(prepare(cut, tokenizer, batch_size, None, workdir))
@@ -100,6 +126,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=100, help="examples per task (default: %(default)s)")
     parser.add_argument(
         "--repeats", type=int, default=1, help="end-to-end runs; median quoted (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--models",
+        type=int,
+        default=1,
+        help="checkpoints in the one run (copies of the tiny MPT; default: %(default)s)",
     )
     parser.add_argument(
         "--prep-repeats", type=int, default=3, help="data-prep runs per method (default: %(default)s)"
@@ -119,7 +151,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         build_tiny_mpt(tmp_path / "tiny_mpt")
         runs = [
-            end_to_end(tmp_path / "tiny_mpt", args.data_dir, args.limit, tmp_path / "out")
+            end_to_end(tmp_path / "tiny_mpt", args.models, args.data_dir, args.limit, tmp_path / "out")
             for _ in range(args.repeats)
         ]
         prep = prep_comparison(args.data_dir, args.limit, args.prep_repeats, tmp_path)
@@ -127,12 +159,15 @@ def main() -> None:
     wall = statistics.median(r["wall"] for r in runs)
     forward = statistics.median(r["forward"] for r in runs)
     examples = runs[0]["examples"]
-    print(f"== make gauntlet, tiny MPT, v0, --limit {args.limit}, CPU (median of {args.repeats})")
-    print(f"examples evaluated        {examples}")
     print(
-        f"process wall time         {wall:.1f} s (in-process run {statistics.median(r['run'] for r in runs):.1f} s)"
+        f"== make gauntlet, {args.models} x tiny MPT in one run, v0, --limit {args.limit}, CPU "
+        f"(median of {args.repeats}; load average {os.getloadavg()[0]:.2f} at the end)"
     )
-    print(f"model forward time        {forward:.1f} s")
+    print(f"examples evaluated        {examples}")
+    print(f"process wall time         {wall:.1f} s")
+    for phase in runs[0]["phases"]:
+        seconds = statistics.median(r["phases"][phase] for r in runs)
+        print(f"  {phase:<34}{seconds:7.1f} s  {100 * seconds / wall:5.1f}%")
     print(f"examples per second       {examples / wall:.2f}")
     print(f"outside the model         {100 * (wall - forward) / wall:.1f}% of wall time (target < 20%)")
     print(f"== capping {args.limit} examples per task, data preparation of {', '.join(PREP_TASKS)} "

@@ -2,17 +2,18 @@
 
 A file that is absent is listed and its benchmark skipped (its category then reports incomplete);
 a file that is present but not what LLM Foundry's ICL loader expects (bad JSON, a missing field) is
-an error naming the file and line. With a per-task limit, the first N rows are copied (for a task
-with subcategories, rows are taken in turn from each subcategory in file order, so every
-subcategory stays represented); few-shot examples are then drawn from those rows as well, so a
-limited run is a smoke test, not a comparable score.
+an error naming the file and line. Each file is read once: checked, hashed, and with a per-task
+limit its first N rows kept (for a task with subcategories, rows are taken in turn from each
+subcategory in file order, so every subcategory stays represented) and written as the copy LLM
+Foundry reads; few-shot examples are then drawn from those rows as well, so a limited run is a smoke
+test, not a comparable score. A file with no more rows than the limit is read in place, uncopied.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,19 @@ class BenchmarkFile:
     sha256: str
     pinned_sha256: str | None
     pinned_git_blob_sha1: str | None
+    # the rows a limited run evaluates, kept from the one read; None: the whole file, read in place
+    selected: tuple[dict[str, Any], ...] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def rows_used(self) -> int:
+        return self.rows if self.selected is None else len(self.selected)
 
     def provenance(self) -> dict[str, Any]:
         matches = None if self.pinned_sha256 is None else self.sha256 == self.pinned_sha256
         return {
             "path": self.relative_path,
             "rows": self.rows,
+            "rows_used": self.rows_used,
             "sha256": self.sha256,
             "pinned_sha256": self.pinned_sha256,
             "pinned_git_blob_sha1": self.pinned_git_blob_sha1,
@@ -84,9 +92,12 @@ def read_rows(path: Path, task: Task) -> list[dict[str, Any]]:
 
 
 def locate(
-    gauntlet: Gauntlet, data_dir: Path, manifest: dict[str, Any] | None = None
+    gauntlet: Gauntlet, data_dir: Path, manifest: dict[str, Any] | None = None, limit: int | None = None
 ) -> tuple[dict[str, BenchmarkFile], list[dict[str, str]]]:
-    """Check every task's file under `data_dir`: (present files by label, missing benchmarks)."""
+    """Check every task's file under `data_dir`: (present files by label, missing benchmarks).
+
+    With `limit`, each file keeps the rows a limited run evaluates (`eval_file` writes them).
+    """
     pinned = (manifest or {}).get("files", {})
     present: dict[str, BenchmarkFile] = {}
     missing: list[dict[str, str]] = []
@@ -98,6 +109,9 @@ def locate(
             continue
         rows = read_rows(path, task)
         pin = pinned.get(task.dataset_uri, {})
+        selected = None
+        if limit is not None and limit < len(rows):
+            selected = tuple(first_rows(rows, limit, task.has_categories))
         present[label] = BenchmarkFile(
             label,
             task.dataset_uri,
@@ -106,6 +120,7 @@ def locate(
             sha256_file(path),
             pin.get("sha256"),
             pin.get("git_blob_sha1"),
+            selected,
         )
     return present, missing
 
@@ -129,8 +144,10 @@ def first_rows(rows: list[dict[str, Any]], limit: int, by_category: bool) -> lis
     return chosen
 
 
-def write_limited_copy(source: BenchmarkFile, task: Task, limit: int, target: Path) -> int:
-    """Write the rows a limited run evaluates to `target`; returns how many."""
-    rows = first_rows(read_rows(source.path, task), limit, task.has_categories)
-    atomic_write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    return len(rows)
+def eval_file(file: BenchmarkFile, copy_dir: Path) -> Path:
+    """The file LLM Foundry reads for a benchmark: the original, or the copy of a limited run's rows."""
+    if file.selected is None:
+        return file.path.resolve()
+    target = copy_dir / file.relative_path
+    atomic_write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in file.selected))
+    return target

@@ -30,6 +30,14 @@ DEFAULT_METRICS = {
     "generation_task_with_answers": "InContextLearningGenerationExactMatchAccuracy",
 }
 
+# The custom ICL task types (limit_foundry.eval.icl) -> the registry name of the metric each reports
+# (limit_foundry.eval.metrics), which the runner attaches to the model. Here, not in icl, so that
+# scoring and config checks never import torch.
+CUSTOM_TASK_METRICS = {
+    "response_perplexity": "response_perplexity",
+    "open_ended_generation": "open_ended_generation",
+}
+
 
 class GauntletConfigError(ValueError):
     """A Gauntlet config or tasks file that cannot be used; the message names the file."""

@@ -42,12 +42,6 @@ from limit_foundry.io import iter_jsonl
 
 log = logging.getLogger(__name__)
 
-# ICL task type -> the metric class its evaluator reports, and that metric's registry name.
-CUSTOM_TASKS = {
-    "response_perplexity": ("ResponsePerplexity", "response_perplexity"),
-    "open_ended_generation": ("OpenEndedGeneration", "open_ended_generation"),
-}
-
 
 class CustomTaskError(ValueError):
     """A custom ICL task that cannot run; raised while LLM Foundry builds evaluators (before the model)."""
@@ -67,15 +61,6 @@ def local_copy(dataset_uri: str, destination_path: str) -> Path:
     return target
 
 
-def _no_fewshot(
-    num_fewshot: int, task: str, hf_loading_vars: dict | None, hf_parsing_map: dict | None
-) -> None:
-    if num_fewshot != 0:
-        raise CustomTaskError(f"{task}: num_fewshot must be [0] (got {num_fewshot})")
-    if hf_loading_vars or hf_parsing_map:
-        raise CustomTaskError(f"{task}: hf:// datasets are not supported; pass a local or remote file")
-
-
 def _one_batch_or_chunks(
     batch: dict[str, Any], microbatch_size: int | float, rebuild
 ) -> list[dict[str, Any]]:
@@ -86,11 +71,18 @@ def _one_batch_or_chunks(
     return [rebuild(start, min(start + size, rows)) for start in range(0, rows, size)]
 
 
-class ResponsePerplexityDataset(Dataset):
-    """Prompt + reference response rows, batched for LLM Foundry's `icl_task` forward pass."""
+class _CustomTaskDataset(Dataset):
+    """What both custom tasks share: the arguments LLM Foundry's `build_icl_evaluators` passes every ICL
+    dataset (always by keyword), checked once, and the batch protocol its evaluator DataLoader uses.
+
+    Subclasses take their own options by name and hand LLM Foundry's on (`**llm_foundry_args`), then
+    fill `rows`, one per DataLoader item.
+    """
 
     def __init__(
         self,
+        task: str,
+        needs_eos: bool,
         dataset_uri: str,
         tokenizer: Any,
         max_seq_len: int,
@@ -99,23 +91,50 @@ class ResponsePerplexityDataset(Dataset):
         destination_path: str,
         hf_loading_vars: dict | None = None,
         hf_parsing_map: dict | None = None,
+    ):
+        if num_fewshot != 0:
+            raise CustomTaskError(f"{task}: num_fewshot must be [0] (got {num_fewshot})")
+        if hf_loading_vars or hf_parsing_map:
+            raise CustomTaskError(f"{task}: hf:// datasets are not supported; pass a local or remote file")
+        if needs_eos and tokenizer.eos_token_id is None:
+            raise CustomTaskError(f"{dataset_uri}: {task} needs a tokenizer with an EOS token")
+        self.tokenizer = tokenizer
+        self.max_seq_len = max_seq_len
+        self.pad_tok_id = pad_tok_id
+        self.path = local_copy(dataset_uri, destination_path)
+        self.rows: list[Any] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.rows[index]
+
+    def get_effective_batch_size(self, batch_size: int) -> int:
+        return batch_size
+
+    def get_num_samples_in_batch(self, batch: dict[str, Any]) -> int:
+        return batch["input_ids"].shape[0]
+
+
+class ResponsePerplexityDataset(_CustomTaskDataset):
+    """Prompt + reference response rows, batched for LLM Foundry's `icl_task` forward pass."""
+
+    def __init__(
+        self,
         prompt_key: str = "prompt",
         response_key: str = "response",
         template: str = "lima_test",
         append_eos: bool = True,
+        **llm_foundry_args: Any,
     ):
-        _no_fewshot(num_fewshot, "response_perplexity", hf_loading_vars, hf_parsing_map)
-        if append_eos and tokenizer.eos_token_id is None:
-            raise CustomTaskError(f"{dataset_uri}: append_eos needs a tokenizer with an EOS token")
-        self.pad_tok_id = pad_tok_id
-        self.max_seq_len = max_seq_len
-        path = local_copy(dataset_uri, destination_path)
-        self.examples = [
-            self._tokenize(tokenizer, prompt, response, append_eos)
-            for prompt, response in self._read(path, prompt_key, response_key, template)
+        super().__init__("response_perplexity", append_eos, **llm_foundry_args)
+        self.rows = [
+            self._tokenize(prompt, response, append_eos)
+            for prompt, response in self._read(self.path, prompt_key, response_key, template)
         ]
-        if not self.examples:
-            raise CustomTaskError(f"{path}: no rows")
+        if not self.rows:
+            raise CustomTaskError(f"{self.path}: no rows")
 
     @staticmethod
     def _read(path: Path, prompt_key: str, response_key: str, template: str) -> list[tuple[str, str]]:
@@ -139,27 +158,15 @@ class ResponsePerplexityDataset(Dataset):
             pairs.append((wrap(prompt, template), response))
         return pairs
 
-    def _tokenize(self, tokenizer: Any, prompt: str, response: str, append_eos: bool) -> dict[str, Any]:
-        context = tokenizer(prompt)["input_ids"]
-        target = tokenizer(response, add_special_tokens=False)["input_ids"]
+    def _tokenize(self, prompt: str, response: str, append_eos: bool) -> dict[str, Any]:
+        context = self.tokenizer(prompt)["input_ids"]
+        target = self.tokenizer(response, add_special_tokens=False)["input_ids"]
         if append_eos:
-            target = [*target, tokenizer.eos_token_id]
+            target = [*target, self.tokenizer.eos_token_id]
         truncated = len(target) > self.max_seq_len - 1
         target = target[: self.max_seq_len - 1]  # at least one context token must precede the target
         context = context[-(self.max_seq_len - len(target)) :]
         return {"ids": context + target, "start": len(context), "truncated": truncated}
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.examples[index]
-
-    def get_effective_batch_size(self, batch_size: int) -> int:
-        return batch_size
-
-    def get_num_samples_in_batch(self, batch: dict[str, Any]) -> int:
-        return batch["input_ids"].shape[0]
 
     def collate_fn(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         input_ids = torch.full((len(examples), self.max_seq_len), self.pad_tok_id, dtype=torch.long)
@@ -227,21 +234,13 @@ class AnswerSink:
             self._lock = None
 
 
-class OpenEndedGenerationDataset(Dataset):
+class OpenEndedGenerationDataset(_CustomTaskDataset):
     """(prompt, seed) work items, left-padded and sorted by length, answered in `generate` mode."""
 
     def __init__(
         self,
-        dataset_uri: str,
-        tokenizer: Any,
-        max_seq_len: int,
-        pad_tok_id: int,
-        num_fewshot: int,
-        destination_path: str,
         output_path: str,
         generator: str,
-        hf_loading_vars: dict | None = None,
-        hf_parsing_map: dict | None = None,
         prompt_set: str | None = None,
         dataset: str | None = None,
         datasplit: str = "test",
@@ -250,28 +249,22 @@ class OpenEndedGenerationDataset(Dataset):
         seeds: Sequence[int] = (0,),
         generation_kwargs: dict[str, Any] | None = None,
         overwrite: bool = False,
+        **llm_foundry_args: Any,
     ):
-        _no_fewshot(num_fewshot, "open_ended_generation", hf_loading_vars, hf_parsing_map)
-        if tokenizer.eos_token_id is None:
-            raise CustomTaskError(f"{dataset_uri}: open_ended_generation needs a tokenizer with an EOS token")
-        self.tokenizer = tokenizer
-        self.pad_tok_id = pad_tok_id
-        self.max_seq_len = max_seq_len
+        super().__init__("open_ended_generation", True, **llm_foundry_args)
         self.generator = generator
         kwargs = dict(generation_kwargs or {})
         kwargs["stop_strings"] = tuple(kwargs.get("stop_strings") or ())
         self.settings = DecodingSettings(**kwargs)
-        prompts = self._read_prompts(
-            local_copy(dataset_uri, destination_path), prompt_set, dataset, datasplit
-        )
+        prompts = self._read_prompts(self.path, prompt_set, dataset, datasplit)
         items = build_work_items(
             prompts.prompts,
             list(seeds),
-            tokenizer,
+            self.tokenizer,
             template,
             use_chat_template,
             self.settings.max_new_tokens,
-            max_seq_len,
+            self.max_seq_len,
         )
         identity = {
             "writer": "open_ended_generation",
@@ -287,11 +280,11 @@ class OpenEndedGenerationDataset(Dataset):
             output_path, identity, {(it.prompt.prompt_id, it.seed) for it in items}, overwrite
         )
         todo = [it for it in items if (it.prompt.prompt_id, it.seed) not in self.sink.records]
-        self.items = sorted(todo, key=lambda it: (len(it.input_ids), it.prompt.prompt_id, it.seed))
+        self.rows = sorted(todo, key=lambda it: (len(it.input_ids), it.prompt.prompt_id, it.seed))
         log.info(
             "%s: %d answers to generate (%d already done)",
             output_path,
-            len(self.items),
+            len(self.rows),
             len(self.sink.records),
         )
 
@@ -305,18 +298,6 @@ class OpenEndedGenerationDataset(Dataset):
         name = prompt_set or path.stem
         reader = read_release_text if path.suffix == ".txt" else read_jsonl
         return check_prompts(name, str(path), reader(path, name, dataset or name, datasplit))
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> WorkItem:
-        return self.items[index]
-
-    def get_effective_batch_size(self, batch_size: int) -> int:
-        return batch_size
-
-    def get_num_samples_in_batch(self, batch: dict[str, Any]) -> int:
-        return batch["input_ids"].shape[0]
 
     def collate_fn(self, items: Sequence[WorkItem]) -> dict[str, Any]:
         """Left-pad, and give the batch its own seeded sampler and finish tracker (see limit_foundry.generate.engine)."""

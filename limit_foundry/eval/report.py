@@ -23,8 +23,10 @@ def _cell(score: float | None, complete: bool, note: str) -> str:
 
 
 def _columns(results: dict[str, Any]) -> tuple[list[str], list[str]]:
-    first = results["models"][0]
-    return list(first["categories"]), list(first["averages"])
+    """Categories and averages in the Gauntlet config's order (a results.json read back has sorted keys)."""
+    gauntlet, first = results["gauntlet"], results["models"][0]
+    categories = gauntlet.get("categories") or list(first["categories"])  # results without the order
+    return categories, gauntlet.get("averages") or list(first["averages"])
 
 
 def markdown_table(results: dict[str, Any]) -> str:

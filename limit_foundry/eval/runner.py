@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.eval.icl import CUSTOM_TASKS
+from limit_foundry.eval.config import CUSTOM_TASK_METRICS
 from limit_foundry.models.checkpoints import CheckpointLoadError, CheckpointSpec, identify_checkpoint
 
 MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context in the LIMIT runs (LIMIT_FACTS §1)
@@ -58,7 +58,8 @@ class RawResult:
     metrics: dict[str, float] = field(default_factory=dict)  # LLM Foundry's metric keys -> values
     examples: dict[str, int] = field(default_factory=dict)  # same keys -> examples behind the value
     states: dict[str, dict[str, float]] = field(default_factory=dict)  # custom metrics' extra counters
-    timing: dict[str, float] = field(default_factory=dict)  # wall and in-model seconds of the eval call
+    # seconds: importing LLM Foundry, its eval call (model build, evaluators, loop), and inside the model
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 def _safe_id(text: str) -> str:
@@ -98,8 +99,45 @@ def check_checkpoint(entry: ModelEntry) -> None:
         return  # a hub id: fetched (and checked) by transformers when loading
     if not any((path / name).is_file() for name in _WEIGHT_FILES):
         raise GauntletRunError(f"{where}: no weights ({', '.join(_WEIGHT_FILES)})")
+    for name in _WEIGHT_FILES:
+        if (path / name).is_file():
+            for weights in _weight_shards(path / name, where):
+                _check_weight_file(weights, where)
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
         raise GauntletRunError(f"{where}: no tokenizer files in the directory")
+
+
+def _weight_shards(path: Path, where: str) -> list[Path]:
+    """The weight files behind `path`: itself, or the shards a `*.index.json` names (all must exist)."""
+    if not path.name.endswith(".index.json"):
+        return [path]
+    try:
+        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise GauntletRunError(f"{where}: {path}: not a weight index ({type(err).__name__}: {err})") from err
+    missing = [name for name in shards if not (path.parent / name).is_file()]
+    if missing:
+        raise GauntletRunError(f"{where}: {path} names shards that are absent: {', '.join(missing)}")
+    return [path.parent / name for name in shards]
+
+
+def _check_weight_file(path: Path, where: str) -> None:
+    """Read a weight file's header, not its tensors: a truncated or foreign file fails before any loading."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "np") as handle:  # numpy: the check needs no torch import
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise GauntletRunError(f"{where}: {path}: unreadable safetensors file ({err})") from err
+    else:  # torch.save: a zip archive, or a pickle (protocol 2+ starts with 0x80) from torch < 1.6
+        with open(path, "rb") as f:
+            pickled = f.read(1) == b"\x80"
+        if not (pickled or zipfile.is_zipfile(path)):
+            raise GauntletRunError(
+                f"{where}: {path}: not a torch checkpoint (neither a zip archive nor a pickle)"
+            )
 
 
 def composer_sections(spec: CheckpointSpec) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -209,7 +247,11 @@ def eval_config(
 ) -> dict[str, Any]:
     """A complete LLM Foundry eval config for one model (no `eval_gauntlet`: we score ourselves)."""
     metrics = sorted(
-        {CUSTOM_TASKS[t["icl_task_type"]][1] for t in icl_tasks if t["icl_task_type"] in CUSTOM_TASKS}
+        {
+            CUSTOM_TASK_METRICS[t["icl_task_type"]]
+            for t in icl_tasks
+            if t["icl_task_type"] in CUSTOM_TASK_METRICS
+        }
     )
     return {
         "run_name": f"gauntlet-{entry.model_id}",
@@ -242,13 +284,14 @@ def _float(value: Any) -> float:
 
 
 def collect(trainer: Any) -> RawResult:
-    """Every evaluator's computed metrics under LLM Foundry's own logging keys, and the forward time."""
+    """Every evaluator's computed metrics under LLM Foundry's own logging keys, and the eval loop's timing."""
     from limit_foundry.eval.progress import GauntletProgress
 
     result = RawResult()
     for callback in trainer.state.callbacks:
         if isinstance(callback, GauntletProgress):
             result.timing["model_forward_seconds"] = callback.forward_seconds
+            result.timing.update({f"loop_{phase}_seconds": s for phase, s in callback.seconds.items()})
     for label, metrics in trainer.state.eval_metrics.items():
         for name, metric in metrics.items():
             key = f"metrics/{label}/{name}"
@@ -273,12 +316,13 @@ def run_model(
     workdir: Path,
 ) -> RawResult:
     """Evaluate one model with LLM Foundry inside `workdir`; failures name the model."""
+    started = time.perf_counter()
     import datasets
     from llmfoundry.command_utils import evaluate
     from omegaconf import OmegaConf
 
     datasets.disable_progress_bars()  # one bar per evaluator (GauntletProgress) is enough
-    started = time.perf_counter()
+    imported = time.perf_counter()  # LLM Foundry's import: paid by the first model of a run only
     cfg = eval_config(entry, icl_tasks, settings, max_seq_len)
     cfg["callbacks"]["limit_gauntlet_progress"]["evaluators"] = _count_evaluators(icl_tasks)
     with working_directory(workdir):
@@ -289,7 +333,8 @@ def run_model(
                 f"{entry.model_id} ({entry.spec.path}): LLM Foundry eval failed: {type(err).__name__}: {err}"
             ) from err
     result = collect(trainers[0])
-    result.timing["eval_wall_seconds"] = time.perf_counter() - started
+    result.timing["import_seconds"] = imported - started
+    result.timing["eval_wall_seconds"] = time.perf_counter() - imported
     trainers.clear()
     return result
 

@@ -9,10 +9,10 @@ import pytest
 
 from limit_foundry.eval.benchmark_files import (
     BenchmarkFileError,
+    eval_file,
     first_rows,
     locate,
     read_rows,
-    write_limited_copy,
 )
 from limit_foundry.eval.config import load_gauntlet
 from limit_foundry.eval.data import load_manifest
@@ -79,8 +79,21 @@ def test_limit_takes_rows_in_turn_from_each_subcategory() -> None:
 
 
 def test_limited_copy_of_a_real_file(gauntlet_data_dir: Path, tmp_path: Path) -> None:
-    present, _ = locate(load_gauntlet("v0"), gauntlet_data_dir)
-    target = tmp_path / "jeopardy.jsonl"
-    assert write_limited_copy(present["jeopardy"], _task("jeopardy"), 10, target) == 10
+    present, _ = locate(load_gauntlet("v0"), gauntlet_data_dir, limit=10)
+    jeopardy = present["jeopardy"]
+    assert jeopardy.rows > 10 and jeopardy.rows_used == 10 and jeopardy.provenance()["rows_used"] == 10
+    target = eval_file(jeopardy, tmp_path)
+    assert target == tmp_path / "world_knowledge" / "jeopardy_all.jsonl"
     rows = [json.loads(line) for line in target.read_text().splitlines()]
-    assert len({r["category"] for r in rows}) == 5  # every jeopardy subcategory stays represented
+    assert len(rows) == 10 and len({r["category"] for r in rows}) == 5  # every subcategory represented
+    assert rows == first_rows(read_rows(jeopardy.path, _task("jeopardy")), 10, by_category=True)
+
+
+def test_a_file_no_longer_than_the_limit_is_read_in_place(gauntlet_data_dir: Path, tmp_path: Path) -> None:
+    present, _ = locate(load_gauntlet("v0"), gauntlet_data_dir, limit=100)
+    copa = present["copa"]
+    assert copa.rows == 100 and copa.rows_used == 100  # all of copa: no copy, the original order
+    assert eval_file(copa, tmp_path) == copa.path.resolve()
+    assert list(tmp_path.iterdir()) == []
+    unlimited, _ = locate(load_gauntlet("v0"), gauntlet_data_dir)
+    assert eval_file(unlimited["jeopardy"], tmp_path) == unlimited["jeopardy"].path.resolve()

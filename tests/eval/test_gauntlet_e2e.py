@@ -1,15 +1,16 @@
-"""`make gauntlet` end to end: tiny models through the documented CLI on the real benchmark files.
+"""`make gauntlet` end to end on the real benchmark files, and bad input stopped before any model work.
 
-The slow test runs three checkpoint kinds in one process (an MPT directory via `limit_hf_mpt`, a GPT-2
-via `hf_causal_lm`, a Composer `.pt` via `mpt_causal_lm`) with both custom evaluators, on the
-../shared copy of the benchmark files, which lacks mmlu, hellaswag, squad and
-bigbench_elementary_math_qa. The fast tests check that bad input stops the run before any model work.
+The slow test runs the Makefile's own recipe (`make gauntlet MODEL=... GAUNTLET=v0 LIMIT=2 OUT=...` with
+GAUNTLET_DATA_DIR) for two tiny checkpoints in one process: an MPT directory (`limit_hf_mpt`) and a GPT-2
+(`hf_causal_lm`), on the ../shared copy of the benchmark files, which lacks mmlu, hellaswag, squad and
+bigbench_elementary_math_qa. The custom evaluators inside LLM Foundry's eval: tests/eval/test_icl_in_eval.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from limit_foundry.eval.config import load_gauntlet
 from limit_foundry.eval.gauntlet import main
 
 MISSING = {
@@ -25,144 +27,156 @@ MISSING = {
     "squad": "reading_comprehension",
     "bigbench_elementary_math_qa": "symbolic_problem_solving",
 }
+PARTIAL = {  # category -> the label its partial score carries: scored of total benchmarks
+    "world_knowledge": (5, 6),
+    "language_understanding": (6, 7),
+    "symbolic_problem_solving": (9, 10),
+    "reading_comprehension": (3, 4),
+}
 LIMIT = 2
 
 
-def _train_yaml(path: Path) -> Path:
-    """The training YAML a Composer checkpoint of the tiny MPT would come with."""
-    from limit_foundry.models.tiny import TINY_MPT_CONFIG, TINY_TOKENIZER_DIR
-
-    model = {"name": "mpt_causal_lm", **TINY_MPT_CONFIG, "loss_fn": "torch_crossentropy"}
-    path.write_text(yaml.safe_dump({"model": model, "tokenizer": {"name": str(TINY_TOKENIZER_DIR)}}))
-    return path
-
-
-def _extra_tasks(directory: Path, shared_dir: Path) -> Path:
-    """Both custom evaluators on real data: Instruct-v1 responses and three LIMIT Instruct-v3 test prompts."""
-    directory.mkdir()
-    rows = (
-        (shared_dir / "data" / "instruct_v1" / "dolly_hhrlhf_train_small.jsonl").read_text().splitlines()[:4]
-    )
-    (directory / "instruct_v1.jsonl").write_text("\n".join(rows) + "\n")
-    prompts = (shared_dir / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt").read_text()
-    starts = [i for i in range(len(prompts)) if prompts.startswith("Below is an instruction", i)]
-    (directory / "instructv3_test_prompts.txt").write_text(prompts[: starts[3]])
-    tasks = [
-        {
-            "label": "instruct_v1_ppl",
-            "icl_task_type": "response_perplexity",
-            "dataset_uri": "instruct_v1.jsonl",
-            "num_fewshot": [0],
-            "metric_names": ["ResponsePerplexity"],
-        },
-        {
-            "label": "instruct_v3_answers",
-            "icl_task_type": "open_ended_generation",
-            "dataset_uri": "instructv3_test_prompts.txt",
-            "prompt_set": "instruct_v3_test",
-            "num_fewshot": [0],
-            "metric_names": ["OpenEndedGeneration"],
-            "seeds": [0],
-            "generation_kwargs": {
-                "max_new_tokens": 8,
-                "temperature": 0.7,
-                "top_p": 0.9,
-                "repetition_penalty": 1.2,
-            },
-        },
-    ]
-    (directory / "extra.yaml").write_text(yaml.safe_dump({"icl_tasks": tasks}))
-    return directory / "extra.yaml"
-
-
-@pytest.mark.slow
-def test_make_gauntlet_end_to_end(
-    tmp_path: Path,
-    shared_dir: Path,
+@pytest.fixture(scope="module")
+def make_gauntlet(
+    repo_root: Path,
     gauntlet_data_dir: Path,
     tiny_hub_mpt_dir: Path,
     tiny_gpt2_dir: Path,
-    tiny_composer_checkpoint: Path,
-) -> None:
-    out, cwd = tmp_path / "out", tmp_path / "cwd"
-    cwd.mkdir()
-    models = f"mpt={tiny_hub_mpt_dir},gpt2={tiny_gpt2_dir},composer={tiny_composer_checkpoint}"
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """`make gauntlet` as a user types it; OUT is relative, as the Makefile's default `runs/gauntlet` is.
+
+    `-o install` skips only the dependency install step (this environment is installed); `PY` is the
+    interpreter running the tests.
+    """
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    out = tmp_path_factory.mktemp("make_gauntlet") / "out"
     command = [
-        sys.executable,
-        "-m",
-        "limit_foundry.eval.gauntlet",
-        "run",
-        "--model",
-        models,
-        "--train-yaml",
-        str(_train_yaml(tmp_path / "train.yaml")),
-        "--gauntlet",
-        "v0",
-        "--limit",
-        str(LIMIT),
-        "--out",
-        str(out),
-        "--device",
-        "cpu",
-        "--extra-tasks",
-        str(_extra_tasks(tmp_path / "extra", shared_dir)),
-    ]
-    env = {**os.environ, "GAUNTLET_DATA_DIR": str(gauntlet_data_dir)}
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for name in MISSING:  # listed up front, before any model work
-        assert f"({name}, {MISSING[name]}): skipped, category reported incomplete" in done.stderr
-    assert "mpt [1/" in done.stderr  # per-evaluator progress bars
+        "make", "--no-print-directory", "-o", "install", "gauntlet", f"PY={sys.executable}",
+        f"MODEL=mpt={tiny_hub_mpt_dir},gpt2={tiny_gpt2_dir}", "GAUNTLET=v0", f"LIMIT={LIMIT}",
+        f"OUT={os.path.relpath(out, repo_root)}",
+    ]  # fmt: skip
+    env = {**os.environ, "GAUNTLET_DATA_DIR": str(gauntlet_data_dir), "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done, out
 
+
+@pytest.mark.slow
+def test_make_gauntlet_reports_missing_benchmarks_before_model_work(make_gauntlet) -> None:
+    done, _ = make_gauntlet
+    first_model_bar = done.stderr.index("mpt [1/")  # per-evaluator progress bars
+    for name, category in MISSING.items():
+        line = f"missing benchmark file: {category}/"
+        assert f"({name}, {category}): skipped, category reported incomplete" in done.stderr
+        assert done.stderr.index(line) < first_model_bar
+
+
+@pytest.mark.slow
+def test_make_gauntlet_results_json(make_gauntlet, gauntlet_data_dir: Path) -> None:
+    _, out = make_gauntlet
     results = json.loads((out / "results.json").read_text())
+    assert results["gauntlet"]["version"] == "v0" and results["gauntlet"]["config_sha256"]
+    assert {"llm-foundry", "torch", "transformers"} <= set(results["packages"])
+    assert results["settings"]["limit_per_task"] == LIMIT
     assert {m["benchmark"]: m["category"] for m in results["data"]["missing"]} == MISSING
-    assert all(f["matches_pin"] and f["rows_used"] <= LIMIT for f in results["data"]["files"].values())
-    assert [m["model_id"] for m in results["models"]] == ["mpt", "gpt2", "composer"]
+    files = results["data"]["files"]
+    assert len(files) == 29 and all(f["matches_pin"] and f["rows_used"] == LIMIT for f in files.values())
+    assert files["copa"]["sha256"] == files["copa"]["pinned_sha256"]
+    assert [m["model_id"] for m in results["models"]] == ["mpt", "gpt2"]
+    gauntlet = load_gauntlet("v0")
     for model in results["models"]:
-        for category, entry in model["categories"].items():
-            assert entry["complete"] == (category not in MISSING.values())
-            assert entry["score"] is not None
-        assert not model["averages"]["average"]["complete"]
+        assert model["checkpoint"]["sha256"] and model["checkpoint"]["kind"] in ("mpt", "hf")
         by_name = {b["name"]: b for b in model["benchmarks"]}
-        assert {n for n, b in by_name.items() if b["status"] == "missing_data"} == set(MISSING)
-        assert all(b["n_examples"] == LIMIT for n, b in by_name.items() if n not in MISSING)
-        assert len(by_name["jeopardy"]["subcategories"]) == LIMIT
-        assert model["checkpoint"]["sha256"]
-        perplexity = model["beside_gauntlet"]["instruct_v1_ppl"]
-        assert perplexity["n_examples"] == 4 and perplexity["value"] > 1
-        answers = json.loads(Path(model["beside_gauntlet"]["instruct_v3_answers"]["answers"]).read_text())
-        assert len(answers) == 3 and {a["generator"] for a in answers} == {model["model_id"]}
-        assert all(
-            a["dataset"] == "instruct_v3" and not a["instruction"].startswith("Below") for a in answers
-        )
+        assert list(by_name) == [b.name for b in gauntlet.benchmarks]
+        for bench in gauntlet.benchmarks:
+            entry = by_name[bench.name]
+            assert entry["num_fewshot"] == bench.num_fewshot
+            if bench.name in MISSING:
+                assert entry["status"] == "missing_data" and entry["score"] is None
+                continue
+            assert entry["status"] == "scored" and entry["n_examples"] == LIMIT
+            assert 0 <= entry["accuracy"] <= 1
+            expected = (entry["accuracy"] - bench.random_baseline) / (1 - bench.random_baseline)
+            assert entry["score"] == pytest.approx(expected)
+        assert len(by_name["jeopardy"]["subcategories"]) == LIMIT  # one row from each of two categories
+        for category, entry in model["categories"].items():
+            scored = [
+                by_name[b.name]["score"] for b in gauntlet.categories[category] if b.name not in MISSING
+            ]
+            assert entry["score"] == pytest.approx(sum(scored) / len(scored))
+            if category in PARTIAL:
+                assert not entry["complete"]
+                assert entry["label"] == "partial: {} of {} benchmarks".format(*PARTIAL[category])
+                assert entry["missing"] == [
+                    {"name": n, "reason": "missing_data"} for n, c in MISSING.items() if c == category
+                ]
+            else:
+                assert entry["complete"] and entry["label"] == "complete"
+        average = model["averages"]["average"]
+        assert not average["complete"] and set(average["incomplete_categories"]) == set(PARTIAL)
+        assert average["score"] == pytest.approx(sum(c["score"] for c in model["categories"].values()) / 5)
 
-    mpt, _, composer = results["models"]  # the same weights through two loaders give the same numbers
-    assert (
-        mpt["beside_gauntlet"]["instruct_v1_ppl"]["value"]
-        == composer["beside_gauntlet"]["instruct_v1_ppl"]["value"]
-    )
-    assert [b["accuracy"] for b in mpt["benchmarks"]] == [b["accuracy"] for b in composer["benchmarks"]]
 
+@pytest.mark.slow
+def test_make_gauntlet_table_and_chart(make_gauntlet) -> None:
+    import matplotlib.image
+
+    _, out = make_gauntlet
+    results = json.loads((out / "results.json").read_text())
     table = (out / "results.md").read_text()
-    assert (
-        "| mpt |" in table and "(partial 5/6)" in table and "world_knowledge / mmlu (missing data)" in table
-    )
-    assert (out / "gauntlet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (
-        list(cwd.iterdir()) == [] and not (out / ".work").exists()
-    )  # eval's scratch files stayed in OUT/.work
+    lines = table.splitlines()
+    assert lines[lines.index("| Model | World Knowledge | Commonsense Reasoning | Language Understanding | "
+                             "Symbolic Problem Solving | Reading Comprehension | Average |") + 2].startswith("| mpt |")  # fmt: skip
+    for model in results["models"]:
+        row = next(line for line in lines if line.startswith(f"| {model['model_id']} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")][1:]
+        assert len(cells) == 6
+        for cell, name in zip(cells, load_gauntlet("v0").categories, strict=False):  # the paper's order
+            entry = model["categories"][name]
+            if name in PARTIAL:
+                assert cell == "{:.3f}* (partial {}/{})".format(entry["score"], *PARTIAL[name])
+            else:
+                assert cell == f"{entry['score']:.3f}"
+        assert cells[-1] == f"{model['averages']['average']['score']:.3f}* (partial)"
+        for name, category in MISSING.items():
+            assert f"- {model['model_id']}: {category} / {name} (missing data)" in table
+    assert "Missing benchmark files: `world_knowledge/mmlu.jsonl`" in table
+    image = matplotlib.image.imread(out / "gauntlet.png")  # a real PNG that decodes
+    assert image.shape[0] > 200 and image.shape[1] > 600
 
-    # Re-scoring the saved raw metrics needs no model and gives the same scores.
-    assert (
-        main(["score", "--metrics", f"gpt2={out / 'gpt2' / 'RAW.json'}", "--out", str(tmp_path / "rescored")])
-        == 0
+
+@pytest.mark.slow
+def test_out_keeps_raw_metrics_that_rescore_without_a_model(make_gauntlet, tmp_path: Path, capsys) -> None:
+    _, out = make_gauntlet
+    results = json.loads((out / "results.json").read_text())
+    raw_path = out / "gpt2" / "RAW.json"
+    raw = json.loads(raw_path.read_text())
+    assert out / results["models"][1]["raw_metrics"] == raw_path
+    # LLM Foundry's own keys, subcategories included
+    assert "metrics/copa/0-shot/InContextLearningMultipleChoiceAccuracy" in raw
+    assert any(k.startswith("metrics/jeopardy/10-shot/") and k.count("/") == 4 for k in raw)
+    code = main(
+        [
+            "score",
+            "--config",
+            "eval/yamls/gauntlet_v0.yaml",
+            "--metrics",
+            f"gpt2={raw_path}",
+            "--out",
+            str(tmp_path),
+        ]
     )
-    rescored = json.loads((tmp_path / "rescored" / "results.json").read_text())["models"][0]
-    assert (
-        rescored["categories"]["commonsense_reasoning"]
-        == results["models"][1]["categories"]["commonsense_reasoning"]
-    )
-    assert rescored["averages"]["average"]["score"] == results["models"][1]["averages"]["average"]["score"]
+    assert code == 0
+    rescored = json.loads(capsys.readouterr().out)["models"][0]
+    original = results["models"][1]
+    for name, entry in rescored["categories"].items():
+        assert entry["score"] == original["categories"][name]["score"]
+        assert entry["complete"] == original["categories"][name]["complete"]
+    assert rescored["averages"]["average"]["score"] == original["averages"]["average"]["score"]
+    # without the run's file list, the missing benchmarks are known only as having no metrics
+    assert {b["name"] for b in rescored["benchmarks"] if b["status"] == "no_metrics"} == set(MISSING)
 
 
 def test_unknown_gauntlet_version_stops_before_model_work(
@@ -217,3 +231,86 @@ def test_no_benchmark_files_at_all_points_to_gauntlet_data(
     )
     assert code == 2
     assert "make gauntlet-data" in capsys.readouterr().err
+
+
+def _mismatched_pair(tmp_path: Path, change: str) -> tuple[Path, Path]:
+    """A copy of the v0 config and tasks file where the tasks file has one task too many or too few."""
+    source = load_gauntlet("v0")
+    tasks = yaml.safe_load(source.tasks_path.read_text())
+    if change == "extra task":
+        tasks["icl_tasks"].append(
+            {
+                "label": "siqa",
+                "dataset_uri": "x.jsonl",
+                "num_fewshot": [0],
+                "icl_task_type": "multiple_choice",
+            }
+        )
+    else:
+        tasks["icl_tasks"] = [t for t in tasks["icl_tasks"] if t["label"] != "boolq"]
+    config = yaml.safe_load(source.path.read_text())
+    config["icl_tasks"] = "my_tasks.yaml"
+    (tmp_path / "my_tasks.yaml").write_text(yaml.safe_dump(tasks))
+    (tmp_path / "my_gauntlet.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "my_gauntlet.yaml", tmp_path / "my_tasks.yaml"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("extra task", "tasks the Gauntlet does not score: siqa"),
+        ("missing task", "benchmarks without a task: boolq"),
+    ],
+)
+def test_tasks_file_and_gauntlet_must_match_either_way(
+    change: str, message: str, tiny_gpt2_dir: Path, tmp_path: Path, capsys
+) -> None:
+    config, tasks = _mismatched_pair(tmp_path, change)
+    out = tmp_path / "out"
+    assert main(["run", "--model", str(tiny_gpt2_dir), "--gauntlet", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {tasks.resolve()} vs {config}: {message}" in err
+    assert not out.exists()  # stopped before any model work
+
+
+def _break_checkpoint(directory: Path, how: str) -> Path:
+    """Damage a copy of a working checkpoint; returns the file a user must look at."""
+    weights = directory / "model.safetensors"
+    if how == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        return weights
+    if how == "config not JSON":
+        (directory / "config.json").write_text('{"model_type": "gpt2",')
+        return directory / "config.json"
+    if how == "index names an absent shard":
+        weights.rename(directory / "model-00001-of-00002.safetensors")
+        index = {
+            "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
+        }
+        (directory / "model.safetensors.index.json").write_text(json.dumps(index))
+        return directory / "model.safetensors.index.json"
+    weights.unlink()
+    (directory / "pytorch_model.bin").write_text("not a checkpoint")
+    return directory / "pytorch_model.bin"
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated weights", "unreadable safetensors file"),
+        ("config not JSON", "not valid JSON"),
+        ("index names an absent shard", "names shards that are absent: model-00002-of-00002.safetensors"),
+        ("foreign bin file", "not a torch checkpoint"),
+    ],
+)
+def test_a_checkpoint_that_does_not_load_is_named_before_model_work(
+    how: str, message: str, tiny_gpt2_dir: Path, tmp_path: Path, capsys
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_gpt2_dir, broken)
+    bad_file = _break_checkpoint(broken, how)
+    out = tmp_path / "out"
+    assert main(["run", "--model", f"mine={broken}", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad_file) in err and message in err
+    assert not out.exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,30 @@ def test_score_cli_refuses_a_file_that_is_not_an_object(tmp_path: Path, capsys) 
     bad.write_text("[1, 2]")
     assert main(["score", "--metrics", str(bad)]) == 2
     assert "RAW.json: expected a JSON object" in capsys.readouterr().err
+
+
+def test_score_loads_no_model_stack(v0, repo_root: Path, tmp_path: Path) -> None:
+    """`score` in a fresh interpreter: results printed, and neither torch nor LLM Foundry imported."""
+    raw_path = tmp_path / "modelB" / "RAW.json"
+    raw_path.parent.mkdir()
+    raw_path.write_text(json.dumps(full_raw(v0, 0.6)))
+    script = (
+        "import json, sys\n"
+        "from limit_foundry.eval.gauntlet import main\n"
+        "code = main(['score', '--config', 'eval/yamls/gauntlet_v0.yaml', '--metrics', sys.argv[1]])\n"
+        "heavy = [m for m in ('torch', 'llmfoundry', 'composer', 'transformers') if m in sys.modules]\n"
+        "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(raw_path)],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+    printed = json.loads(done.stdout)
+    assert (
+        printed["models"][0]["model_id"] == "modelB"
+        and printed["models"][0]["averages"]["average"]["complete"]
+    )

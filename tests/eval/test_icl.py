@@ -41,6 +41,21 @@ def _jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def _perplexity_dataset(
+    tokenizer, tmp_path: Path, path: str, max_seq_len: int, **overrides
+) -> ResponsePerplexityDataset:
+    """Built with the keyword arguments LLM Foundry's `build_icl_evaluators` passes."""
+    kwargs = {
+        "dataset_uri": path,
+        "tokenizer": tokenizer,
+        "max_seq_len": max_seq_len,
+        "pad_tok_id": tokenizer.pad_token_id,
+        "num_fewshot": 0,
+        "destination_path": str(tmp_path / "copy.jsonl"),
+    }
+    return ResponsePerplexityDataset(**{**kwargs, **overrides})
+
+
 def _composer_icl_forward(model, batch):
     """What Composer's eval_forward does for `icl_task` batches: labels shifted left by one, logits out."""
     labels = batch["labels"].clone()
@@ -55,14 +70,7 @@ def test_response_perplexity_equals_unbatched_conditional_perplexity(gpt2, tmp_p
     from limit_foundry.eval.metrics import ResponsePerplexity
 
     model, tokenizer = gpt2
-    dataset = ResponsePerplexityDataset(
-        _jsonl(tmp_path / "rows.jsonl", ROWS),
-        tokenizer,
-        256,
-        tokenizer.pad_token_id,
-        0,
-        str(tmp_path / "copy.jsonl"),
-    )
+    dataset = _perplexity_dataset(tokenizer, tmp_path, _jsonl(tmp_path / "rows.jsonl", ROWS), 256)
     metric = ResponsePerplexity()
     batch = dataset.collate_fn([dataset[i] for i in range(len(dataset))])
     logits, labels = _composer_icl_forward(model, batch)
@@ -86,14 +94,7 @@ def test_response_perplexity_equals_unbatched_conditional_perplexity(gpt2, tmp_p
 def test_response_perplexity_counts_truncated_responses(gpt2, tmp_path: Path) -> None:
     model, tokenizer = gpt2
     long_row = {"prompt": "Tell me everything.", "response": "word " * 200}
-    dataset = ResponsePerplexityDataset(
-        _jsonl(tmp_path / "long.jsonl", [long_row]),
-        tokenizer,
-        32,
-        tokenizer.pad_token_id,
-        0,
-        str(tmp_path / "c.jsonl"),
-    )
+    dataset = _perplexity_dataset(tokenizer, tmp_path, _jsonl(tmp_path / "long.jsonl", [long_row]), 32)
     batch = dataset.collate_fn([dataset[0]])
     assert batch["truncated"].tolist() == [True]
     assert len(batch["continuation_indices"][0]) == 31  # one context token is always kept
@@ -103,9 +104,9 @@ def test_response_perplexity_names_the_bad_line(gpt2, tmp_path: Path) -> None:
     _, tokenizer = gpt2
     path = _jsonl(tmp_path / "bad.jsonl", [ROWS[0], {"prompt": "only a prompt"}])
     with pytest.raises(CustomTaskError, match=r"bad\.jsonl:2: needs string `prompt` and `response`"):
-        ResponsePerplexityDataset(path, tokenizer, 64, tokenizer.pad_token_id, 0, str(tmp_path / "c.jsonl"))
+        _perplexity_dataset(tokenizer, tmp_path, path, 64)
     with pytest.raises(CustomTaskError, match=r"num_fewshot must be \[0\]"):
-        ResponsePerplexityDataset(path, tokenizer, 64, tokenizer.pad_token_id, 3, str(tmp_path / "c.jsonl"))
+        _perplexity_dataset(tokenizer, tmp_path, path, 64, num_fewshot=3)
 
 
 def _generation_dataset(tokenizer, tmp_path: Path, **overrides) -> OpenEndedGenerationDataset:
@@ -163,8 +164,8 @@ def test_open_ended_answers_equal_limit_foundry_generate_and_reach_the_judge_for
     assert {r["instruction"] for r in records} == set(QUESTIONS)  # the bare question, no template
     assert {r["generator"] for r in records} == {"tiny-gpt2"}
 
-    reference = generate_batch(model, tokenizer, dataset.items, dataset.settings, [tokenizer.eos_token_id])
-    expected = {(it.prompt.prompt_id, it.seed): g for it, g in zip(dataset.items, reference, strict=True)}
+    reference = generate_batch(model, tokenizer, dataset.rows, dataset.settings, [tokenizer.eos_token_id])
+    expected = {(it.prompt.prompt_id, it.seed): g for it, g in zip(dataset.rows, reference, strict=True)}
     for record in records:
         generation = expected[(record["prompt_id"], record["seed"])]
         assert (record["output"], record["finish_reason"], record["output_tokens"]) == (
@@ -177,14 +178,14 @@ def test_open_ended_answers_equal_limit_foundry_generate_and_reach_the_judge_for
 def test_open_ended_resumes_and_refuses_another_runs_output(gpt2, tmp_path: Path) -> None:
     _, tokenizer = gpt2
     first = _generation_dataset(tokenizer, tmp_path)
-    done = first.items[0]
+    done = first.rows[0]
     first.sink.add([{"prompt_id": done.prompt.prompt_id, "seed": done.seed, "output": "kept"}])
     with pytest.raises(OutputConflictError, match="another generation run is writing"):
         _generation_dataset(tokenizer, tmp_path)  # the first one still holds the output
     first.sink.close()  # as when its process ends
     resumed = _generation_dataset(tokenizer, tmp_path)
     assert len(resumed) == 5 and (done.prompt.prompt_id, done.seed) not in {
-        (i.prompt.prompt_id, i.seed) for i in resumed.items
+        (i.prompt.prompt_id, i.seed) for i in resumed.rows
     }
     resumed.sink.close()
     with pytest.raises(OutputConflictError, match="answers.json: holds another run's results"):
