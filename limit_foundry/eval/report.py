@@ -56,7 +56,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Scores: (accuracy - random baseline) / (1 - random baseline), averaged per category (LIMIT_FACTS §2).",
+        "Scores: (accuracy - random baseline) / (1 - random baseline), averaged per category "
+        "(the Eval Gauntlet's scoring, as in LIMIT).",
     ]
     missing = [
         (m["model_id"], c, x)
