@@ -91,3 +91,37 @@ def build_tiny_mpt(out_dir: str | Path | None = None, seed: int = 0, **overrides
         model.save_pretrained(out_dir, safe_serialization=True)
         load_tiny_tokenizer().save_pretrained(out_dir)
     return model
+
+
+def build_tiny_llama(
+    out_dir: str | Path,
+    context: int = 512,
+    hidden_size: int = 64,
+    chat_template: str | None = None,
+    seed: int = 0,
+) -> Path:
+    """A randomly initialised tiny Llama saved with the tiny tokenizer: a non-MPT transformers checkpoint
+    (`hf_causal_lm`) that loads without LLM Foundry, for tests of the HF paths."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tiny_tokenizer()
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=context,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

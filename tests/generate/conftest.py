@@ -42,29 +42,9 @@ def tiny_mpt_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """A tiny random Llama (a non-MPT transformers model) with the tiny tokenizer; no LLM Foundry needed."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from limit_foundry.models.tiny import build_tiny_llama
 
-    from limit_foundry.models.tiny import load_tiny_tokenizer
-
-    tokenizer = load_tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny_llama") / "model"
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny_llama") / "model")
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:

@@ -16,27 +16,9 @@ CHAT_TEMPLATE = (
 
 
 def _tiny_chat_model(directory: Path, context: int) -> Path:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from limit_foundry.models.tiny import build_tiny_llama
 
-    from limit_foundry.models.tiny import load_tiny_tokenizer
-
-    tokenizer = load_tiny_tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=context,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return build_tiny_llama(directory, context=context, hidden_size=32, chat_template=CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
