@@ -10,8 +10,8 @@ Part 2 compares the two ways to cap examples per task, data preparation only (no
 side: truncated copies of the files (what `--limit` does) against LLM Foundry's own
 `icl_subset_num_batches` on the full files, which still prepares every row of each file.
 
-    .venv/bin/python bench/bench_gauntlet.py [--limit 100] [--models 1] [--repeats 1] [--prep-repeats 3]
-        [--data-dir DIR]
+    .venv/bin/python bench/bench_gauntlet.py [--limit 100] [--models 1] [--repeats 1] [--batch-size 4]
+        [--prep-repeats 3] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -38,12 +38,15 @@ def default_data_dir() -> Path:
     )
 
 
-def end_to_end(model_dir: Path, models: int, data_dir: Path, limit: int, out: Path) -> dict[str, Any]:
+def end_to_end(
+    model_dir: Path, models: int, data_dir: Path, limit: int, out: Path, batch_size: int
+) -> dict[str, Any]:
     """One `run` of `models` copies of the tiny MPT (one process, as `make gauntlet MODEL=a,b` runs)."""
     named = ",".join(f"m{i}={model_dir}" for i in range(1, models + 1))
     command = [
         sys.executable, "-m", "limit_foundry.eval.gauntlet", "run", "--model", named, "--gauntlet", "v0",
         "--limit", str(limit), "--out", str(out), "--device", "cpu", "--data-dir", str(data_dir), "--overwrite",
+        "--batch-size", str(batch_size),
     ]  # fmt: skip
     started = time.perf_counter()
     done = subprocess.run(command, cwd=out.parent, capture_output=True, text=True)
@@ -134,6 +137,9 @@ def main() -> None:
         help="checkpoints in the one run (copies of the tiny MPT; default: %(default)s)",
     )
     parser.add_argument(
+        "--batch-size", type=int, default=4, help="the run's --batch-size (default: %(default)s)"
+    )
+    parser.add_argument(
         "--prep-repeats", type=int, default=3, help="data-prep runs per method (default: %(default)s)"
     )
     parser.add_argument(
@@ -151,7 +157,14 @@ def main() -> None:
         tmp_path = Path(tmp)
         build_tiny_mpt(tmp_path / "tiny_mpt")
         runs = [
-            end_to_end(tmp_path / "tiny_mpt", args.models, args.data_dir, args.limit, tmp_path / "out")
+            end_to_end(
+                tmp_path / "tiny_mpt",
+                args.models,
+                args.data_dir,
+                args.limit,
+                tmp_path / "out",
+                args.batch_size,
+            )
             for _ in range(args.repeats)
         ]
         prep = prep_comparison(args.data_dir, args.limit, args.prep_repeats, tmp_path)
@@ -160,7 +173,8 @@ def main() -> None:
     forward = statistics.median(r["forward"] for r in runs)
     examples = runs[0]["examples"]
     print(
-        f"== make gauntlet, {args.models} x tiny MPT in one run, v0, --limit {args.limit}, CPU "
+        f"== make gauntlet, {args.models} x tiny MPT in one run, v0, --limit {args.limit}, "
+        f"--batch-size {args.batch_size}, CPU "
         f"(median of {args.repeats}; load average {os.getloadavg()[0]:.2f} at the end)"
     )
     print(f"examples evaluated        {examples}")
