@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.eval.config import CUSTOM_TASK_METRICS
-from limit_foundry.models.checkpoints import CheckpointLoadError, CheckpointSpec, identify_checkpoint
+from limit_foundry.models.checkpoints import (
+    CheckpointLoadError,
+    CheckpointSpec,
+    composer_model_sections,
+    identify_checkpoint,
+)
 
 MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context in the LIMIT runs (LIMIT_FACTS §1)
 _WEIGHT_FILES = (
@@ -142,15 +147,11 @@ def _check_weight_file(path: Path, where: str) -> None:
 
 def composer_sections(spec: CheckpointSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `model` and `tokenizer` sections of a Composer checkpoint's training YAML."""
-    from limit_foundry.config import compose_config, resolved_dict
-
     try:
-        cfg = resolved_dict(compose_config(str(spec.train_yaml)))
-        model, tokenizer = dict(cfg["model"]), dict(cfg["tokenizer"])
-    except Exception as err:  # config composition and interpolation errors, all naming the key
-        raise GauntletRunError(
-            f"{spec.train_yaml}: cannot read its model and tokenizer sections ({err})"
-        ) from err
+        sections = composer_model_sections(str(spec.train_yaml))
+    except CheckpointLoadError as err:
+        raise GauntletRunError(str(err)) from err
+    model, tokenizer = dict(sections["model"]), dict(sections["tokenizer"])
     if "name" not in model or "name" not in tokenizer:
         raise GauntletRunError(f"{spec.train_yaml}: needs `model.name` and `tokenizer.name`")
     return model, tokenizer

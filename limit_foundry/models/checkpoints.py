@@ -84,7 +84,8 @@ def identify_checkpoint(
     raise CheckpointLoadError(f"{model}: no such file or directory")
 
 
-def _composer_model_sections(train_yaml: str) -> dict[str, Any]:
+def composer_model_sections(train_yaml: str) -> dict[str, Any]:
+    """The resolved `model` and `tokenizer` sections of the training YAML that built a Composer checkpoint."""
     from omegaconf import OmegaConf
 
     from limit_foundry.config import ConfigError, compose_config
@@ -113,7 +114,7 @@ def checkpoint_fingerprint(spec: CheckpointSpec) -> dict[str, Any]:
     if spec.kind == "composer":
         assert spec.train_yaml is not None
         fingerprint["train_yaml"] = spec.train_yaml
-        fingerprint["model_sections_sha256"] = stable_json_hash(_composer_model_sections(spec.train_yaml))
+        fingerprint["model_sections_sha256"] = stable_json_hash(composer_model_sections(spec.train_yaml))
         fingerprint["sha256"] = sha256_file(path)
     elif path.is_dir():
         fingerprint["sha256"] = sha256_tree([path], root=path)
@@ -199,7 +200,7 @@ def _load_composer(spec: CheckpointSpec, attn_impl: str):
     from llmfoundry.utils.builders import build_composer_model, build_tokenizer
 
     assert spec.train_yaml is not None
-    sections = _composer_model_sections(spec.train_yaml)
+    sections = composer_model_sections(spec.train_yaml)
     model_cfg = dict(sections["model"] or {})
     tokenizer_cfg = dict(sections["tokenizer"] or {})
     if "name" not in model_cfg or "name" not in tokenizer_cfg:

@@ -89,7 +89,9 @@ def build_tiny_mpt(out_dir: str | Path | None = None, seed: int = 0, **overrides
     if out_dir is not None:
         out_dir = Path(out_dir)
         model.save_pretrained(out_dir, safe_serialization=True)
-        load_tiny_tokenizer().save_pretrained(out_dir)
+        tokenizer = load_tiny_tokenizer()
+        tokenizer.model_max_length = config["max_seq_len"]  # the model's context, not the tokenizer's default
+        tokenizer.save_pretrained(out_dir)
     return model
 
 
