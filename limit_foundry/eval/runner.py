@@ -25,6 +25,7 @@ from limit_foundry.models.checkpoints import (
     CheckpointSpec,
     composer_model_sections,
     identify_checkpoint,
+    index_shards,
 )
 
 MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context in the LIMIT runs (LIMIT_FACTS §1)
@@ -117,13 +118,9 @@ def _weight_shards(path: Path, where: str) -> list[Path]:
     if not path.name.endswith(".index.json"):
         return [path]
     try:
-        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise GauntletRunError(f"{where}: {path}: not a weight index ({type(err).__name__}: {err})") from err
-    missing = [name for name in shards if not (path.parent / name).is_file()]
-    if missing:
-        raise GauntletRunError(f"{where}: {path} names shards that are absent: {', '.join(missing)}")
-    return [path.parent / name for name in shards]
+        return index_shards(path)
+    except CheckpointLoadError as err:
+        raise GauntletRunError(f"{where}: {err}") from err
 
 
 def _check_weight_file(path: Path, where: str) -> None:

@@ -84,6 +84,18 @@ def identify_checkpoint(
     raise CheckpointLoadError(f"{model}: no such file or directory")
 
 
+def index_shards(index: Path) -> list[Path]:
+    """The shard files a `*.index.json` names, each of them present; otherwise an error naming the index."""
+    try:
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointLoadError(f"{index}: not a weight index ({type(err).__name__}: {err})") from err
+    missing = [name for name in names if not (index.parent / name).is_file()]
+    if missing:
+        raise CheckpointLoadError(f"{index} names shards that are absent: {', '.join(missing)}")
+    return [index.parent / name for name in names]
+
+
 def composer_model_sections(train_yaml: str) -> dict[str, Any]:
     """The resolved `model` and `tokenizer` sections of the training YAML that built a Composer checkpoint."""
     from omegaconf import OmegaConf

@@ -17,6 +17,8 @@ from typing import Any
 
 from llmfoundry.models.mpt import ComposerMPTCausalLM, MPTConfig, MPTForCausalLM
 
+from limit_foundry.models.checkpoints import index_shards
+
 log = logging.getLogger(__name__)
 
 # Keys of a hub config.json that describe packaging, not the network: dropped.
@@ -141,8 +143,7 @@ def _weight_files(checkpoint_dir: Path) -> list[Path]:
         if (checkpoint_dir / single).exists():
             return [checkpoint_dir / single]
         if (checkpoint_dir / index).exists():
-            shards = sorted(set(json.loads((checkpoint_dir / index).read_text())["weight_map"].values()))
-            return [checkpoint_dir / shard for shard in shards]
+            return index_shards(checkpoint_dir / index)
     raise FileNotFoundError(
         f"{checkpoint_dir}: no weights (model.safetensors, pytorch_model.bin or a sharded index)"
     )
