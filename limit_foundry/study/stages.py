@@ -155,9 +155,10 @@ def export_dir(save_folder: Path, checkpoint: str = "latest") -> Path | None:
     """
     root = save_folder / "huggingface"
     if checkpoint != "latest":
+        if (root / checkpoint).is_dir():
+            return root / checkpoint
         named = [p for p in root.glob("*") if p.is_dir() and p.name.split("-", 1)[0] == checkpoint]
-        exact = root / checkpoint
-        return exact if exact.is_dir() else (named[0] if len(named) == 1 else None)
+        return named[0] if len(named) == 1 else None
     found = [(int(m.group(2)), p) for p in root.glob("*") if p.is_dir() and (m := _EXPORT_STEP.match(p.name))]
     return max(found)[1] if found else None
 
