@@ -29,7 +29,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PREP_TASKS = ("lambada_openai", "piqa", "boolq", "bigbench_qa_wikidata")
-LOOP_PHASES = ("first_batch", "fetch", "batch_prep", "forward", "metrics")  # limit_foundry.eval.progress
 
 
 def default_data_dir() -> Path:
@@ -42,6 +41,8 @@ def end_to_end(
     model_dir: Path, models: int, data_dir: Path, limit: int, out: Path, batch_size: int
 ) -> dict[str, Any]:
     """One `run` of `models` copies of the tiny MPT (one process, as `make gauntlet MODEL=a,b` runs)."""
+    from limit_foundry.eval.progress import PHASES  # the eval loop's phases, as results.json times them
+
     named = ",".join(f"m{i}={model_dir}" for i in range(1, models + 1))
     command = [
         sys.executable, "-m", "limit_foundry.eval.gauntlet", "run", "--model", named, "--gauntlet", "v0",
@@ -65,7 +66,7 @@ def end_to_end(
         "checks, smoke-run copies": run["prepare_seconds"],
         "import LLM Foundry": total("import_seconds"),
         "eval: model, evaluators, trainer": total("eval_wall_seconds")
-        - sum(total(f"loop_{phase}_seconds") for phase in LOOP_PHASES),
+        - sum(total(f"loop_{phase}_seconds") for phase in PHASES),
         "eval: tokenize + first batch": total("loop_first_batch_seconds"),
         "eval: later batches": total("loop_fetch_seconds") + total("loop_batch_prep_seconds"),
         "eval: metric updates": total("loop_metrics_seconds"),
