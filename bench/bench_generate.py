@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from limit_foundry.data.prompt_sets import Prompt, load_prompt_set
 from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.engine import (
     WorkItem,
@@ -38,7 +39,6 @@ from limit_foundry.generate.engine import (
     generate_batch,
     plan_batches,
 )
-from limit_foundry.generate.prompts import Prompt, load_prompt_set
 from limit_foundry.models.checkpoints import LoadedCheckpoint, identify_checkpoint, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """How fast `judge run` gets through a rate-limited provider, next to AlpacaEval's own annotator, and
 what a killed run costs to finish (issue 6's benchmarks).
 
-Every judge here talks to the fake OpenAI-compatible server (limit_foundry.judge.fake_server) over
+Every judge here talks to the fake OpenAI-compatible server (limit_foundry.testing.fake_openai) over
 real HTTP on 127.0.0.1, with 200 ms latency per answer and a server-enforced token bucket of 300
 requests per minute (a full minute's burst, then 5 per second). N judgments cannot finish before
 (N - 300) / 5 seconds: 60 s for N = 600. Measured side by side in one process:
@@ -35,9 +35,9 @@ import time
 import warnings
 from pathlib import Path
 
-from limit_foundry.judge.fake_server import FakeOpenAIServer
 from limit_foundry.judge.prompts import load_template
 from limit_foundry.judge.run import RunOptions, run_judge
+from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PROMPTS = REPO.parent / "shared" / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt"
@@ -49,7 +49,7 @@ PREFERENCE = {1.0: "A", 2.0: "B", 1.5: "tie"}  # AlpacaEval's preference -> our 
 
 def instructions(n_prompts: int) -> tuple[list[str], str]:
     if SHARED_PROMPTS.is_file():
-        from limit_foundry.generate.prompts import read_release_text
+        from limit_foundry.data.prompt_sets import read_release_text
 
         prompts = [p.instruction for p in read_release_text(SHARED_PROMPTS, "v3", "instruct_v3")]
         source = f"LIMIT Instruct-v3 test prompts ({SHARED_PROMPTS})"

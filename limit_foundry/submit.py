@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from limit_foundry.config import ConfigError, compose_config, resolved_dict
-from limit_foundry.platform import (
+from limit_foundry.study.platform import (
     DEFAULT_IMAGE,
     PlatformError,
     PlatformTarget,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from limit_foundry.platform import (
+from limit_foundry.study.platform import (
     FOUNDRY_REF,
     PARAMETERS_PATH,
     PlatformError,

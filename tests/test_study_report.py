@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.report import build_report, main, preference_rates
+from limit_foundry.study.report import build_report, main, preference_rates
 
 
 def summary(a: str, b: str, win_rate: float | None, ci: list[float] | None = None) -> dict:

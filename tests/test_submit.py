@@ -12,7 +12,7 @@ import yaml
 
 from limit_foundry import submit
 from limit_foundry.config import compose_config, resolved_dict
-from limit_foundry.platform import PARAMETERS_PATH
+from limit_foundry.study.platform import PARAMETERS_PATH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAPER_CONFIGS = sorted(p.name for p in (REPO_ROOT / "yamls").glob("mpt*_*.yaml"))

@@ -88,8 +88,8 @@ def gauntlet_sets(directory: str | Path) -> list[EvalSet]:
 
 
 def prompt_set(name: str, path: str | Path | None) -> EvalSet:
-    """A judge prompt set (limit_foundry.generate.prompts): `lima_test`, `instruct_v3_test`, or a prompt file."""
-    from limit_foundry.generate.prompts import load_prompt_set
+    """A judge prompt set (limit_foundry.data.prompt_sets): `lima_test`, `instruct_v3_test`, or a prompt file."""
+    from limit_foundry.data.prompt_sets import load_prompt_set
 
     prompts = (
         load_prompt_set(name, path)

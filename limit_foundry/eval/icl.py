@@ -6,7 +6,7 @@
   that are not wrapped yet are wrapped with `template`; the response is tokenized on its own and ends
   with EOS, as LIMIT's training targets did (LIMIT_FACTS §1). Metric: `ResponsePerplexity`.
 - `open_ended_generation`: a prompt set (LIMIT release `.txt` or JSONL, read by
-  `limit_foundry.generate.prompts`) answered during eval with seeded, batch-independent decoding
+  `limit_foundry.data.prompt_sets`) answered during eval with seeded, batch-independent decoding
   (`limit_foundry.generate.decoding`), written as the AlpacaEval-style records the judge reads
   (`limit_foundry.generate.output.make_record`). Metric: `OpenEndedGeneration` (answers written).
 
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from limit_foundry.data.prompt_sets import NAMED_SETS, load_prompt_set, read_jsonl, read_release_text
 from limit_foundry.data.templates import wrap
 from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
 from limit_foundry.generate.engine import FinishTracker, WorkItem, build_work_items
@@ -37,7 +38,6 @@ from limit_foundry.generate.output import (
     open_progress_log,
     write_manifest,
 )
-from limit_foundry.generate.prompts import NAMED_SETS, load_prompt_set, read_jsonl, read_release_text
 from limit_foundry.io import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ class OpenEndedGenerationDataset(_CustomTaskDataset):
         """Named sets keep limit_foundry.generate's ids and dataset names; other files use their stem."""
         if prompt_set in NAMED_SETS:
             return load_prompt_set(prompt_set, prompts_path=path)
-        from limit_foundry.generate.prompts import check_prompts
+        from limit_foundry.data.prompt_sets import check_prompts
 
         name = prompt_set or path.stem
         reader = read_release_text if path.suffix == ".txt" else read_jsonl

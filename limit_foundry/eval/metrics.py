@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from llmfoundry.eval.metrics.nlp import InContextLearningMetric
 
-from limit_foundry.generate.engine import _cut_at_stop
+from limit_foundry.generate.decoding import cut_at_stop
 from limit_foundry.generate.output import make_record
 
 
@@ -69,7 +69,7 @@ class OpenEndedGeneration(InContextLearningMetric):
                 generated = generated[:-1]
             text = tokenizer.decode(generated, skip_special_tokens=True)
             if reason == "stop_string":
-                text = _cut_at_stop(text, batch["settings"].stop_strings)
+                text = cut_at_stop(text, batch["settings"].stop_strings)
             records.append(
                 make_record(
                     instruction=item.prompt.instruction,

@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from limit_foundry.data.prompt_sets import NAMED_SETS
 from limit_foundry.data.templates import TEMPLATES
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import DEFAULT_MAX_PADDING
-from limit_foundry.generate.prompts import NAMED_SETS
 from limit_foundry.generate.run import (
     BAD_INPUT_ERRORS,
     CHAT_TEMPLATE_MODES,

@@ -148,3 +148,9 @@ class SeededSampler:
         targets = draws.to(cdf.device) * cdf[:, -1]
         index = torch.searchsorted(cdf, targets.unsqueeze(1), right=True).clamp(max=cdf.shape[1] - 1)
         return order.gather(1, index).squeeze(1)
+
+
+def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
+    """`text` up to the earliest stop string it contains (the stop string itself dropped)."""
+    cuts = [text.find(s) for s in stop_strings if s in text]
+    return text[: min(cuts)] if cuts else text

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from limit_foundry.data.prompt_sets import Prompt
 from limit_foundry.data.templates import wrap
-from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
-from limit_foundry.generate.prompts import Prompt
+from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, cut_at_stop, row_seed
 
 
 @dataclass(frozen=True)
@@ -169,11 +169,6 @@ class FinishTracker:
         return any(s in text for s in self.stop_strings)
 
 
-def _cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
-    cuts = [text.find(s) for s in stop_strings if s in text]
-    return text[: min(cuts)] if cuts else text
-
-
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     """The tokenizer's EOS plus any the model's generation config declares (chat models often add one)."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -232,7 +227,7 @@ def generate_batch(
             generated = generated[:-1]
         text = tokenizer.decode(generated, skip_special_tokens=True)
         if reason == "stop_string":
-            text = _cut_at_stop(text, settings.stop_strings)
+            text = cut_at_stop(text, settings.stop_strings)
         results.append(
             Generation(text.strip(), "length" if reason == "length" else "stop", len(item.input_ids), steps)
         )

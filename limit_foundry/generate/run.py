@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.data.prompt_sets import PromptSet, PromptSetError, load_prompt_set
 from limit_foundry.data.templates import resolve_template
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import (
@@ -41,7 +42,6 @@ from limit_foundry.generate.output import (
     record_key,
     write_manifest,
 )
-from limit_foundry.generate.prompts import PromptSet, PromptSetError, load_prompt_set
 from limit_foundry.models.checkpoints import (
     CheckpointLoadError,
     CheckpointSpec,

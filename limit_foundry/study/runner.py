@@ -58,7 +58,7 @@ def missing_credentials(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
             f"{spec.path}:{spec.line_of('judge.backend')}: judge.backend openai needs OPENAI_API_KEY"
         )
     if "train" in stages and spec.train_target == "platform":
-        from limit_foundry.platform import platform_credentials_present
+        from limit_foundry.study.platform import platform_credentials_present
 
         if not platform_credentials_present():
             problems.append(

@@ -248,7 +248,7 @@ def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
 
 
 def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
-    from limit_foundry.generate.prompts import NAMED_SETS
+    from limit_foundry.data.prompt_sets import NAMED_SETS
 
     steps = []
     for name in spec.runs:

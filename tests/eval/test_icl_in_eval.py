@@ -171,9 +171,9 @@ def test_response_perplexity_inside_eval_equals_an_independent_computation(
 def test_open_ended_answers_inside_eval_equal_limit_foundry_generate(
     model_id: str, eval_run, reference_models
 ) -> None:
+    from limit_foundry.data.prompt_sets import load_prompt_set
     from limit_foundry.generate.decoding import DecodingSettings
     from limit_foundry.generate.engine import build_work_items, generate_batch
-    from limit_foundry.generate.prompts import load_prompt_set
 
     entry = eval_run["models"][model_id]["beside_gauntlet"]["instruct_v3_answers"]
     assert entry["metric"] == "OpenEndedGeneration" and entry["value"] == PROMPTS

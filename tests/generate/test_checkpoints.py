@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
+from limit_foundry.data.prompt_sets import Prompt
 from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.engine import build_work_items, eos_token_ids, generate_batch
-from limit_foundry.generate.prompts import Prompt
 from limit_foundry.models.checkpoints import (
     CheckpointLoadError,
     checkpoint_fingerprint,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from limit_foundry.data.prompt_sets import Prompt
 from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.engine import (
     PromptTooLongError,
@@ -13,7 +14,6 @@ from limit_foundry.generate.engine import (
     generate_batch,
     plan_batches,
 )
-from limit_foundry.generate.prompts import Prompt
 from limit_foundry.models.checkpoints import identify_checkpoint, load_checkpoint
 
 GREEDY = DecodingSettings(temperature=0, repetition_penalty=1.0, max_new_tokens=24)

@@ -217,7 +217,7 @@ def test_real_instruct_v3_prompts_keep_their_wrapping(shared_dir, tmp_path):
     assert {(r["dataset"], r["datasplit"], r["generator"]) for r in records} == {
         ("instruct_v3", "test", "mpt-2k")
     }
-    from limit_foundry.generate.prompts import load_prompt_set
+    from limit_foundry.data.prompt_sets import load_prompt_set
     from limit_foundry.models.tiny import load_tiny_tokenizer
 
     first = load_prompt_set("instruct_v3_test", prompts_path).prompts[0]

@@ -1,5 +1,5 @@
 """The `server` fixture for the judge's `run` tests: a real OpenAI-compatible server on 127.0.0.1
-(limit_foundry.judge.fake_server) started in-process on an ephemeral port."""
+(limit_foundry.testing.fake_openai) started in-process on an ephemeral port."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from run_fixtures import API_KEY, MODEL
 
-from limit_foundry.judge.fake_server import FakeOpenAIServer
+from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.judge.fake_server import FakeOpenAIServer
 from limit_foundry.judge.run import RunOptions
+from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
 API_KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 MODEL = "fake-judge"

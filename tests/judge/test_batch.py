@@ -14,8 +14,8 @@ import pytest
 from run_fixtures import API_KEY, MODEL, distinct_answers, latest, options, write_sides
 
 from limit_foundry.judge.cost import load_price
-from limit_foundry.judge.fake_server import FakeOpenAIServer, Fault
 from limit_foundry.judge.run import EXIT_OK, EXIT_PARTIAL, run_judge
+from limit_foundry.testing.fake_openai import FakeOpenAIServer, Fault
 
 
 def _expected(pid: str) -> str:

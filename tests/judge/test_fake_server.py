@@ -8,8 +8,8 @@ import json
 import openai
 import pytest
 
-from limit_foundry.judge.fake_server import FakeOpenAIServer, Fault, body_key
 from limit_foundry.judge.prompts import Slots, load_template
+from limit_foundry.testing.fake_openai import FakeOpenAIServer, Fault, body_key
 
 
 def _client(server: FakeOpenAIServer, key: str = "sk-x") -> openai.OpenAI:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from run_fixtures import API_KEY, distinct_answers, latest, options, write_sides
 
-from limit_foundry.judge.fake_server import FakeOpenAIServer
 from limit_foundry.judge.prompts import Slots, alpaca_eval_annotator, load_template, seeded_switches
 from limit_foundry.judge.run import EXIT_OK, run_judge
+from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
 
 def _prompt_file() -> Path:

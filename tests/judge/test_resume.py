@@ -15,10 +15,10 @@ import pytest
 from run_fixtures import API_KEY, MODEL, distinct_answers, latest, options, write_sides
 
 from limit_foundry.io import read_jsonl_log
-from limit_foundry.judge.fake_server import FakeOpenAIServer
 from limit_foundry.judge.results import load_result_dir
 from limit_foundry.judge.run import EXIT_INTERRUPTED, EXIT_OK, run_judge
 from limit_foundry.judge.summary import summarize
+from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
 CONCURRENCY = 3
 

@@ -18,11 +18,11 @@ from run_fixtures import (
     write_sides,
 )
 
-from limit_foundry.judge.fake_server import FakeOpenAIServer, Fault
 from limit_foundry.judge.prompts import TEMPLATE_DIR, seeded_switches
 from limit_foundry.judge.results import load_result_dir
 from limit_foundry.judge.run import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, run_judge
 from limit_foundry.judge.summary import summarize
+from limit_foundry.testing.fake_openai import FakeOpenAIServer, Fault
 
 
 def _run(server, a, b, out, **overrides):

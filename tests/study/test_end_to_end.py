@@ -67,7 +67,7 @@ def _study(spec: Path, out: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from limit_foundry.judge.fake_server import FakeOpenAIServer
+    from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
     tmp = tmp_path_factory.mktemp("e2e")
     out = tmp / "study"
@@ -123,7 +123,7 @@ def _limit_win_rate_from_log(result_dir: Path) -> float:
 def test_report_numbers_match_stage_outputs(study: dict) -> None:
     from limit_foundry.judge.results import load_result_dir
     from limit_foundry.judge.summary import summarize
-    from limit_foundry.report import limit_win_rate, pooled_row
+    from limit_foundry.study.report import limit_win_rate, pooled_row
 
     out = study["out"]
     report = (out / "report.md").read_text()

@@ -216,7 +216,7 @@ def test_missing_platform_key_rejected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MOSAICML_API_KEY", raising=False)
-    monkeypatch.setattr("limit_foundry.platform.platform_credentials_present", lambda: False)
+    monkeypatch.setattr("limit_foundry.study.platform.platform_credentials_present", lambda: False)
     text = GOOD.replace("runs:", "train:\n  target: platform\n  platform: {cluster: c1, gpus: 8}\nruns:")
     path = write(tmp_path, text)
     assert main(["run", str(path), "--dry-run"]) == 2
@@ -289,7 +289,7 @@ def test_platform_training_steps_are_valid_submissions(
 
     from limit_foundry import submit
 
-    monkeypatch.setattr("limit_foundry.platform.platform_credentials_present", lambda: True)
+    monkeypatch.setattr("limit_foundry.study.platform.platform_credentials_present", lambda: True)
     platform = "  platform: {cluster: c1, gpus: 8, repo: acme/limit-foundry, commit: " + "a" * 40 + "}"
     path = write(tmp_path, GOOD.replace("runs:", f"train:\n  target: platform\n{platform}\nruns:"))
     assert main(["run", str(path), "--dry-run", "--only", "train"]) == 0

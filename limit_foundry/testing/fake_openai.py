@@ -9,7 +9,7 @@ quota, 5xx, context length, 401, 404, slow, dropped connection, garbage, refusal
 truncated); a token bucket enforces requests per minute; counters record calls per request key and
 the most requests in flight.
 
-    python -m limit_foundry.judge.fake_server --port 8000 --policy longer --latency 0.2 --rpm 300
+    python -m limit_foundry.testing.fake_openai --port 8000 --policy longer --latency 0.2 --rpm 300
 """
 
 from __future__ import annotations
@@ -639,7 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m limit_foundry.judge.fake_server",
+        prog="python -m limit_foundry.testing.fake_openai",
         description="Serve a fake OpenAI-compatible judge on 127.0.0.1 for manual tests of `judge run`.",
     )
     parser.add_argument(

@@ -1,0 +1,1 @@
+"""Test doubles users can run too: a fake OpenAI-compatible server for trying the judge offline."""
