@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import UserError
 from limit_foundry.io import atomic_write_json, sha256_file, sha256_tree, stable_json_hash
 
 MANIFEST_NAME = "study_manifest.json"
@@ -48,9 +49,9 @@ class StudyManifest:
             try:
                 loaded = json.loads(self.path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{self.path}: not valid JSON ({err.msg}); delete it to start over") from err
+                raise UserError(f"{self.path}: not valid JSON ({err.msg}); delete it to start over") from err
             if loaded.get("format") != FORMAT:
-                raise ValueError(f"{self.path}: format {loaded.get('format')!r}, expected {FORMAT}")
+                raise UserError(f"{self.path}: format {loaded.get('format')!r}, expected {FORMAT}")
             self.data.update(loaded)
 
     def content_hash(self, path: Path) -> str | None:

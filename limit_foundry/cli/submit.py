@@ -1,0 +1,113 @@
+"""`limit-foundry submit CONFIG --cluster C --gpus 8 [--dry-run]`: train a config on the MosaicML platform.
+
+The run clones the git checkout of your project (the current directory, or `--project-dir`) at its HEAD
+commit (or `--commit`); push that commit first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from limit_foundry.cli.common import run_command
+from limit_foundry.study.platform import DEFAULT_IMAGE, PlatformTarget, SubmitOptions, submit
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--env wants NAME=VALUE, got {text!r}")
+    name, value = text.split("=", 1)
+    return name, value
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Build an mcli run from a composed training config and submit it (or print it).",
+    )
+    parser.add_argument("config", help="a training YAML, e.g. yamls/mpt30b_mix.yaml (may use `inherit:`)")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value overrides applied before submission, e.g. variables.save_root=s3://bucket/runs",
+    )
+    parser.add_argument("--cluster", required=True, help="platform cluster name (see `mcli get clusters`)")
+    parser.add_argument(
+        "--gpus", type=int, required=True, help="number of GPUs, e.g. 8 (the paper's 8x A100)"
+    )
+    parser.add_argument("--gpu-type", default=None, help="GPU type, e.g. a100_80gb (default: the cluster's)")
+    parser.add_argument(
+        "--nodes", type=int, default=None, help="number of nodes (default: as many as --gpus needs)"
+    )
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"Docker image (default: {DEFAULT_IMAGE})")
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=Path("."),
+        help="the git checkout of your project that the run clones (default: the current directory)",
+    )
+    parser.add_argument(
+        "--repo",
+        default=None,
+        help="your project on GitHub as owner/name (default: from `git remote get-url origin` in --project-dir)",
+    )
+    parser.add_argument("--commit", default=None, help="commit to run (default: the checkout's HEAD)")
+    parser.add_argument(
+        "--priority", default=None, help="scheduling priority: low or lowest (default: platform's)"
+    )
+    parser.add_argument("--max-retries", type=int, default=0, help="retries after failure (default: 0)")
+    parser.add_argument(
+        "--preemptible", action="store_true", help="allow preemption (default: not preemptible)"
+    )
+    parser.add_argument(
+        "--no-build-data",
+        action="store_true",
+        help="do not build the run's dataset before training (default: build <data_root>/<recipe> on the run)",
+    )
+    parser.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment variable for the run (repeatable; credentials are refused: use mcli secrets)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the run YAML and submit nothing")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "limit-foundry submit") -> int:
+    args = build_parser(prog).parse_args(argv)
+    options = SubmitOptions(
+        config=args.config,
+        overrides=args.overrides,
+        target=PlatformTarget(
+            cluster=args.cluster,
+            gpus=args.gpus,
+            gpu_type=args.gpu_type,
+            nodes=args.nodes,
+            image=args.image,
+            priority=args.priority,
+            max_retries=args.max_retries,
+            preemptible=args.preemptible,
+            build_data=not args.no_build_data,
+            env=dict(args.env),
+        ),
+        project_dir=args.project_dir,
+        repo=args.repo,
+        commit=args.commit,
+        dry_run=args.dry_run,
+    )
+
+    def action() -> int:
+        submission = submit(options)
+        for warning in submission.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if options.dry_run:
+            sys.stdout.write(submission.run_yaml)
+        else:
+            print(f"submitted run {getattr(submission.created, 'name', submission.created)}")
+        return 0
+
+    return run_command(action)
