@@ -23,22 +23,22 @@ name: tiny-e2e
 base_model: tiny-mpt
 data:
   source_paths:
-    lima: limit_foundry/assets/samples/lima
-    instruct_v1: limit_foundry/assets/samples/instruct_v1
+    lima: {root}/limit_foundry/assets/samples/lima
+    instruct_v1: {root}/limit_foundry/assets/samples/instruct_v1
 runs:
   lima:
-    config: yamls/tiny/lima.yaml
+    config: {root}/yamls/tiny/lima.yaml
   instruct:
-    config: yamls/tiny/instruct.yaml
+    config: {root}/yamls/tiny/instruct.yaml
 train:
   overrides: [max_duration=1ep]
 gauntlet:
-  version: yamls/demo/gauntlet_demo.yaml
+  version: {root}/yamls/demo/gauntlet_demo.yaml
   limit: 4
-  data_dir: limit_foundry/assets/samples/icl
+  data_dir: {root}/limit_foundry/assets/samples/icl
 generate:
   prompt_sets:
-    lima_test: limit_foundry/assets/samples/lima/test.jsonl
+    lima_test: {root}/limit_foundry/assets/samples/lima/test.jsonl
   seeds: 2
   args: [--max-new-tokens, "8", --device, cpu]
 judge:
@@ -56,7 +56,7 @@ def _study(spec: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "OPENAI_API_KEY": "test-key-not-real", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.Popen(
         [sys.executable, "-m", "limit_foundry.study", "run", str(spec), "--out", str(out)],
-        cwd=REPO_ROOT,
+        cwd=REPO_ROOT,  # yamls/tiny names its tokenizer relative to the repository root
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -73,7 +73,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp / "study"
     with FakeOpenAIServer(policy="longer", templates=("pairwise",)).start(0) as server:
         spec = tmp / "spec.yaml"
-        spec.write_text(SPEC.format(base_url=server.base_url))
+        spec.write_text(SPEC.format(base_url=server.base_url, root=REPO_ROOT))
         first = _study(spec, out)
         lines = []
         for line in first.stdout:  # kill the whole study (runner and step) once generation has begun
@@ -104,7 +104,7 @@ def test_rerun_after_kill_skips_finished_steps(study: dict) -> None:
 
 
 def _limit_win_rate_from_log(result_dir: Path) -> float:
-    """LIMIT_FACTS §3 straight from judgments.jsonl: per seed B wins / (A + B wins), then the mean."""
+    """LIMIT's win rate straight from judgments.jsonl: per seed B wins / (A + B wins), then the mean."""
     latest = {}
     for line in (result_dir / "judgments.jsonl").read_text().splitlines():
         record = json.loads(line)

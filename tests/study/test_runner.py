@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from limit_foundry.errors import UserError
 from limit_foundry.study.manifest import MANIFEST_NAME, StudyManifest
 from limit_foundry.study.stages import export_dir, link_model
 
@@ -54,7 +55,7 @@ DRIVER = textwrap.dedent(
     from limit_foundry.study.spec import StudySpec
 
     spec = StudySpec(path=Path("spec.yaml"), name="t", base_model="tiny-mpt", runs={}, judge_backend="hf")
-    runner.run_study(spec, out, ("data", "train"))
+    runner.execute_stages(spec, out, ("data", "train"))
     """
 )
 
@@ -151,7 +152,7 @@ def test_model_link_is_relative_and_replaceable(tmp_path: Path) -> None:
 
 def test_corrupt_manifest_is_reported(tmp_path: Path) -> None:
     (tmp_path / MANIFEST_NAME).write_text("{")
-    with pytest.raises(ValueError, match=f"{MANIFEST_NAME}: not valid JSON"):
+    with pytest.raises(UserError, match=f"{MANIFEST_NAME}: not valid JSON"):
         StudyManifest(tmp_path)
 
 

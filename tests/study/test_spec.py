@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from limit_foundry.cli.study import main
 from limit_foundry.config import compose_config, resolved_dict
-from limit_foundry.study.__main__ import main
-from limit_foundry.study.spec import SpecError, load_spec
+from limit_foundry.errors import ConfigError
+from limit_foundry.study.spec import load_spec
 from limit_foundry.study.stages import ICL_SAMPLES_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,16 +40,36 @@ judge:
 
 
 @pytest.fixture(autouse=True)
-def _repo_cwd(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    monkeypatch.chdir(REPO_ROOT)  # spec paths are relative to the repository root
+def _elsewhere(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # spec paths are relative to the spec file, so the working directory is an unrelated, empty one
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     # Gauntlet v0 needs real benchmark data; an existing directory stands in (dry runs read no file)
     monkeypatch.setenv("GAUNTLET_DATA_DIR", str(tmp_path_factory.mktemp("gauntlet_data")))
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """The spec in tmp_path, beside links to the repository's yamls/ and samples that its paths name."""
+    for name in ("yamls", "limit_foundry"):
+        if not (tmp_path / name).exists():
+            (tmp_path / name).symlink_to(REPO_ROOT / name)
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     return path
+
+
+def checkout_with_paper_specs(root: Path) -> Path:
+    """A checkout holding LIMIT's Instruct-v3 prompt file: the repository's yamls/, with the specs copied."""
+    yamls = root / "yamls"
+    (yamls / "studies").mkdir(parents=True)
+    for entry in (REPO_ROOT / "yamls").iterdir():
+        if entry.name != "studies":
+            (yamls / entry.name).symlink_to(entry)
+    for spec in (REPO_ROOT / "yamls" / "studies").glob("*.yaml"):
+        (yamls / "studies" / spec.name).write_text(spec.read_text())
+    prompts = root / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt"
+    prompts.parent.mkdir(parents=True)
+    prompts.write_text("placeholder: a dry run reads no prompt\n")
+    return root
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "limit_7b.yaml", "limit_30b.yaml"])
@@ -63,7 +84,7 @@ def test_paper_specs_train_the_four_runs_per_size() -> None:
         assert sorted(Path(r.config).name for r in spec.runs.values()) == sorted(
             f"{size}_{run}.yaml" for run in ("instruct", "instruct_subset", "lima", "mix")
         )
-        assert all(a == "lima" for a, _ in spec.comparisons)  # LIMIT_FACTS §3: LIMA-only vs each other run
+        assert all(a == "lima" for a, _ in spec.comparisons)  # LIMIT: the LIMA-only model vs each other run
 
 
 @pytest.mark.parametrize(
@@ -77,16 +98,13 @@ def test_paper_spec_dry_run_prints_every_command(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The shipped paper spec, unchanged, from a checkout holding LIMIT's Instruct-v3 prompt file."""
-    (tmp_path / "yamls").symlink_to(REPO_ROOT / "yamls")
-    prompts = tmp_path / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt"
-    prompts.parent.mkdir(parents=True)
-    prompts.write_text("placeholder: a dry run reads no prompt\n")
+    """The shipped paper spec, unchanged, in a checkout holding LIMIT's Instruct-v3 prompt file."""
+    checkout = checkout_with_paper_specs(tmp_path / "checkout")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-real")
     monkeypatch.setenv("HF_TOKEN", "hf_test_not_real")
-    spec = load_spec(REPO_ROOT / "yamls" / "studies" / f"{name}.yaml")
+    spec = load_spec(checkout / "yamls" / "studies" / f"{name}.yaml")
     assert spec.train_checkpoint == checkpoint and spec.seeds == 3 and spec.gauntlet_version == "v0"
 
     assert main(["run", str(spec.path), "--dry-run", "--out", "out"]) == 0
@@ -96,20 +114,22 @@ def test_paper_spec_dry_run_prints_every_command(
     sets = ("lima_test", "instruct_v3_test")
     assert len(headers) == 1 + 4 + 1 + 4 * 2 + 3 * 2 + 1  # data, train, gauntlet, generate, judge, report
     recipes = [
-        resolved_dict(compose_config(f"yamls/{size}_{run}.yaml"))["variables"]["recipe"] for run in runs
+        resolved_dict(compose_config(REPO_ROOT / f"yamls/{size}_{run}.yaml"))["variables"]["recipe"]
+        for run in runs
     ]
     assert (
-        "build_datasets.py --out out/data --seed 17 " + " ".join(f"--recipe {r}" for r in recipes) in printed
+        "-m limit_foundry.cli data --out out/data --seed 17 " + " ".join(f"--recipe {r}" for r in recipes)
+        in printed
     )
     for run in runs:
         assert (
-            f"train.py yamls/{size}_{run}.yaml 'callbacks.hf_checkpointer.huggingface_folder_name=ep{{epoch}}-ba{{batch}}'"
-            in printed
-        )
+            f"composer -m limit_foundry.cli.train {checkout}/yamls/{size}_{run}.yaml "
+            "'callbacks.hf_checkpointer.huggingface_folder_name=ep{epoch}-ba{batch}'"
+        ) in printed
         for prompt_set in sets:
             assert f"--model out/models/{run} --prompts {prompt_set}" in printed
     assert "--gauntlet v0 --out out/gauntlet" in printed
-    assert "--prompts-path data/limit_test_prompts/instructv3_test_prompts.txt" in printed
+    assert f"--prompts-path {checkout}/data/limit_test_prompts/instructv3_test_prompts.txt" in printed
     for other in runs[1:]:
         for prompt_set in sets:
             assert (
@@ -117,7 +137,7 @@ def test_paper_spec_dry_run_prints_every_command(
                 f"--out out/judge/lima_vs_{other}/{prompt_set} --order single-seeded --model gpt-4-0613 "
                 "--backend openai --template limit"
             ) in printed
-    assert "limit_foundry.report out" in printed
+    assert "-m limit_foundry.cli report out" in printed
     assert not Path("out").exists() and "not-real" not in printed
 
 
@@ -127,14 +147,17 @@ def test_missing_prompt_file_rejected_before_any_stage(
     path = write(tmp_path, GOOD.replace("lima/test.jsonl", "lima/nope.jsonl"))
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert f"{path}:15: prompt set lima_test: limit_foundry/assets/samples/lima/nope.jsonl not found" in err
+    assert (
+        f"{path}:15: prompt set lima_test: {tmp_path}/limit_foundry/assets/samples/lima/nope.jsonl not found"
+        in err
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_named_gauntlet_without_benchmark_data_rejected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # as `auto` resolves on a checkout with no downloaded, no ../shared and no $GAUNTLET_DATA_DIR copy
+    # as `auto` resolves with no downloaded and no $GAUNTLET_DATA_DIR copy
     monkeypatch.setattr("limit_foundry.study.runner.gauntlet_data_dir", lambda spec: ICL_SAMPLES_DIR)
     path = write(tmp_path, GOOD)
     assert main(["run", str(path), "--dry-run", "--only", "gauntlet"]) == 2
@@ -185,7 +208,7 @@ def test_bad_spec_rejected_with_its_line(
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("  version: v0", "  version: [v0"))
-    with pytest.raises(SpecError, match=rf"{path}:1[34]: not valid YAML"):
+    with pytest.raises(ConfigError, match=rf"{path}:1[34]: not valid YAML"):
         load_spec(path)
 
 
@@ -216,7 +239,7 @@ def test_missing_platform_key_rejected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MOSAICML_API_KEY", raising=False)
-    monkeypatch.setattr("limit_foundry.study.platform.platform_credentials_present", lambda: False)
+    monkeypatch.setattr("limit_foundry.study.runner.platform_credentials_present", lambda: False)
     text = GOOD.replace("runs:", "train:\n  target: platform\n  platform: {cluster: c1, gpus: 8}\nruns:")
     path = write(tmp_path, text)
     assert main(["run", str(path), "--dry-run"]) == 2
@@ -229,14 +252,16 @@ def test_dry_run_prints_every_stage_command(tmp_path: Path, capsys: pytest.Captu
     assert main(["run", str(path), "--dry-run", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     for expected in (
-        "data_prep/build_datasets.py --out",
-        "train.py yamls/tiny/lima.yaml",
+        "-m limit_foundry.cli data --out",
+        f"composer -m limit_foundry.cli.train {tmp_path}/yamls/tiny/lima.yaml",
         f"variables.save_root={out}/train",
-        "limit_foundry.eval.gauntlet run --model",
+        "-m limit_foundry.cli gauntlet run --model",
         f"lima={out}/models/lima,instruct={out}/models/instruct",
-        f"limit_foundry.generate --model {out}/models/instruct",
-        f"limit_foundry.judge run --a {out}/generate/lima/lima_test.json",
-        f"limit_foundry.report {out}",
+        f"-m limit_foundry.cli generate --model {out}/models/instruct",
+        f"--prompts-path {tmp_path}/limit_foundry/assets/samples/lima/test.jsonl",
+        f"--source-path lima={tmp_path}/limit_foundry/assets/samples/lima",
+        f"-m limit_foundry.cli judge run --a {out}/generate/lima/lima_test.json",
+        f"-m limit_foundry.cli report {out}",
     ):
         assert expected in printed
     assert not out.exists()
@@ -254,7 +279,7 @@ def test_bad_threads_rejected(tmp_path: Path, value: str) -> None:
     path = write(
         tmp_path, GOOD.replace("base_model: tiny-mpt\n", f"base_model: tiny-mpt\nthreads: {value}\n")
     )
-    with pytest.raises(SpecError, match=rf"{path}:3: threads: must be"):
+    with pytest.raises(ConfigError, match=rf"{path}:3: threads: must be"):
         load_spec(path)
 
 
@@ -280,16 +305,16 @@ def test_threads_reach_each_step_environment(tmp_path: Path, monkeypatch: pytest
 def test_platform_training_steps_are_valid_submissions(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With train.target platform each train step is a `limit_foundry.submit` command that mcli accepts."""
+    """With train.target platform each train step is a `limit-foundry submit` command that mcli accepts."""
     import shlex
 
     import yaml
     from mcli import RunConfig
     from mcli.models.run_config import FinalRunConfig
 
-    from limit_foundry import submit
+    from limit_foundry.cli import submit
 
-    monkeypatch.setattr("limit_foundry.study.platform.platform_credentials_present", lambda: True)
+    monkeypatch.setattr("limit_foundry.study.runner.platform_credentials_present", lambda: True)
     platform = "  platform: {cluster: c1, gpus: 8, repo: acme/limit-foundry, commit: " + "a" * 40 + "}"
     path = write(tmp_path, GOOD.replace("runs:", f"train:\n  target: platform\n{platform}\nruns:"))
     assert main(["run", str(path), "--dry-run", "--only", "train"]) == 0
@@ -297,7 +322,7 @@ def test_platform_training_steps_are_valid_submissions(
     commands = [shlex.split(lines[i + 1]) for i, line in enumerate(lines) if line.startswith("[train]")]
     assert len(commands) == 2
     for command in commands:
-        assert command[1:3] == ["-m", "limit_foundry.submit"]
-        assert submit.main([*command[3:], "--dry-run"]) == 0
+        assert command[1:4] == ["-m", "limit_foundry.cli", "submit"]
+        assert submit.main([*command[4:], "--dry-run"]) == 0
         run = FinalRunConfig.finalize_config(RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)))
         assert run.compute == {"cluster": "c1", "gpus": 8} and run.parameters["run_name"] == run.name

@@ -1,4 +1,4 @@
-"""`python -m limit_foundry.submit`: every paper config becomes a valid mcli run; submission reaches mcli."""
+"""`limit-foundry submit`: every paper config becomes a valid mcli run; submission reaches mcli."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from limit_foundry import submit
+from limit_foundry.cli import submit
 from limit_foundry.config import compose_config, resolved_dict
 from limit_foundry.study.platform import PARAMETERS_PATH
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PAPER_CONFIGS = sorted(p.name for p in (REPO_ROOT / "yamls").glob("mpt*_*.yaml"))
 COMMIT = "1" * 40
 TARGET_ARGS = ["--cluster", "r1z1", "--gpus", "8", "--repo", "acme/limit-foundry", "--commit", COMMIT]
@@ -110,3 +110,51 @@ def test_secret_env_and_missing_config_fail_naming_the_problem(capsys: pytest.Ca
     assert "HF_TOKEN" in capsys.readouterr().err
     assert submit.main([str(REPO_ROOT / "yamls/nope.yaml"), *TARGET_ARGS, "--dry-run"]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_the_run_clones_the_users_project_not_the_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository and commit come from the working directory (or --project-dir), wherever the package is."""
+    project = tmp_path / "my-study"
+    project.mkdir()
+    _git(project, "init", "-q")
+    _git(project, "remote", "add", "origin", "git@github.com:someone/my-study.git")
+    (project / "notes.txt").write_text("v1\n")
+    _git(project, "add", "notes.txt")
+    _git(project, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "first")
+    head = _git(project, "rev-parse", "HEAD")
+    config = str(REPO_ROOT / "yamls/mpt7b_lima.yaml")
+
+    monkeypatch.chdir(project)
+    assert submit.main([config, "--cluster", "c1", "--gpus", "8", "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    repos = {i["git_repo"]: i for i in yaml.safe_load(captured.out)["integrations"]}
+    assert repos["someone/my-study"]["git_commit"] == head
+    assert captured.err == ""
+
+    (project / "notes.txt").write_text("v2\n")  # an uncommitted change is warned about
+    monkeypatch.chdir(tmp_path)
+    args = [config, "--cluster", "c1", "--gpus", "8", "--project-dir", str(project), "--dry-run"]
+    assert submit.main(args) == 0
+    captured = capsys.readouterr()
+    assert yaml.safe_load(captured.out)["integrations"][1]["git_repo"] == "someone/my-study"
+    assert f"warning: uncommitted changes in {project}; the run uses commit {head}" in captured.err
+
+
+def test_a_directory_outside_git_asks_for_repo_and_commit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no enclosing checkout is found
+    config = str(REPO_ROOT / "yamls/mpt7b_lima.yaml")
+    assert submit.main([config, "--cluster", "c1", "--gpus", "8", "--dry-run"]) == 2
+    assert "pass --repo owner/name" in capsys.readouterr().err
+    args = [config, "--cluster", "c1", "--gpus", "8", "--repo", "a/b", "--dry-run"]
+    assert submit.main(args) == 2
+    assert "pass --commit SHA" in capsys.readouterr().err
