@@ -5,16 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from limit_foundry.errors import EXIT_INTERRUPTED, LimitFoundryError, UserError
+from limit_foundry.errors import EXIT_INTERRUPTED, LimitFoundryError
 
 
 def run_command(action: Callable[[], int | None], interrupted_hint: str = "") -> int:
     """Run one command: `error: ...` and its exit code for our errors, 130 on Ctrl-C, tracebacks only for bugs."""
     try:
         return action() or 0
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
     except LimitFoundryError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
