@@ -84,10 +84,10 @@ generate: install  ## GEN_MODELS=<ckpt>[,<ckpt.pt@train.yaml>] [GEN_SETS=..] [GE
 	done
 
 study: install  ## run a whole study: STUDY=yamls/studies/limit_7b.yaml [OUT=dir]; resumes where it stopped
-	$(PY) -m limit_foundry.study run $(STUDY) $(if $(OUT),--out $(OUT))
+	$(PY) -m limit_foundry.cli study run $(STUDY) $(if $(OUT),--out $(OUT))
 
 demo: install  ## the whole study in miniature, offline on CPU (report in runs/demo/report.md, or OUT=<dir>)
-	$(PY) -m limit_foundry.study run yamls/studies/demo.yaml --out $(or $(OUT),runs/demo)
+	$(PY) -m limit_foundry.cli study run yamls/studies/demo.yaml --out $(or $(OUT),runs/demo)
 
 bench: install  ## run every benchmark script in bench/ (figures quoted in the issues' closing notes)
 	@set -e; for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
