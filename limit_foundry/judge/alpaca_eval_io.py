@@ -1,6 +1,6 @@
 """AlpacaEval annotation files in and out: read LIMIT-style releases honestly, export our judgments.
 
-Reading (LIMIT_FACTS §3): `preference` 1 = output_1 wins (A), 2 = output_2 wins (B), 0 or 1.5 = draw
+Reading (AlpacaEval's annotation records, as LIMIT released them): `preference` 1 = output_1 wins (A), 2 = output_2 wins (B), 0 or 1.5 = draw
 (LIMIT's release uses 0, current AlpacaEval 1.5), -1 / null / NaN = no verdict; ints and floats alike.
 Nothing is dropped silently: every oddity is counted under an anomaly name with example record
 indices (`file#index`, 0-based position in the file), and a record without a verdict stays in the
