@@ -1,5 +1,5 @@
 """How fast `judge run` gets through a rate-limited provider, next to AlpacaEval's own annotator, and
-what a killed run costs to finish (issue 6's benchmarks).
+what a killed run costs to finish.
 
 Every judge here talks to the fake OpenAI-compatible server (limit_foundry.testing.fake_openai) over
 real HTTP on 127.0.0.1, with 200 ms latency per answer and a server-enforced token bucket of 300
@@ -36,6 +36,7 @@ import warnings
 from pathlib import Path
 
 from limit_foundry.judge.prompts import load_template
+from limit_foundry.judge.records import JUDGMENTS
 from limit_foundry.judge.run import RunOptions, run_judge
 from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
@@ -164,7 +165,7 @@ def kill_and_resume(a, b, out: Path, latency: float, rpm: int, concurrency: int,
     process = subprocess.Popen(
         command, env={**os.environ, "OPENAI_API_KEY": API_KEY}, stderr=subprocess.DEVNULL
     )
-    log = out / "judgments.jsonl"
+    log = out / JUDGMENTS
     while not (log.exists() and log.read_bytes().count(b"\n") >= n // 2):
         if process.poll() is not None:
             raise SystemExit("the run to be killed ended on its own")
@@ -232,7 +233,7 @@ def main() -> int:
             ours_t.append(elapsed)
             lost.append(n - summary["ok"])
             ours = {}
-            for line in (tmp / f"ours{repeat}" / "judgments.jsonl").read_text().splitlines():
+            for line in (tmp / f"ours{repeat}" / JUDGMENTS).read_text().splitlines():
                 record = json.loads(line)
                 ours[(record["prompt_id"], record["seed"])] = record["outcome"]
             server = new_server(args.latency, rpm)

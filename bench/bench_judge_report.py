@@ -11,8 +11,6 @@ markdown, CSV, JSON and the PNG. Prints the median of --repeats runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import random
 import statistics
 import tempfile
@@ -20,14 +18,15 @@ import time
 from pathlib import Path
 
 from limit_foundry.io import JsonlAppender, atomic_write_json
-from limit_foundry.judge import report
+from limit_foundry.judge.records import JUDGMENTS, RUN_JSON
+from limit_foundry.judge.report import ReportOptions, write_report
 
 SLOT = {("AB", "A"): 1, ("AB", "B"): 2, ("BA", "B"): 1, ("BA", "A"): 2}
 
 
 def write_comparison(path: Path, name: str, rng: random.Random, prompts: int, seeds: int) -> None:
     path.mkdir(parents=True)
-    with JsonlAppender(path / "judgments.jsonl", fsync=False) as log:
+    with JsonlAppender(path / JUDGMENTS, fsync=False) as log:
         for p in range(prompts):
             for seed in range(seeds):
                 for order in ("AB", "BA"):
@@ -49,7 +48,7 @@ def write_comparison(path: Path, name: str, rng: random.Random, prompts: int, se
                             "cost_usd": 0.01,
                         }
                     )
-    atomic_write_json(path / "run.json", {"order_policy": "both", "judge_model": "bench", "partial": False})
+    atomic_write_json(path / RUN_JSON, {"order_policy": "both", "judge_model": "bench", "partial": False})
 
 
 def main() -> None:
@@ -69,12 +68,11 @@ def main() -> None:
             for other in ("instruct", "subset", "mix"):
                 dirs.append(Path(tmp) / f"{size}_{other}")
                 write_comparison(dirs[-1], f"{size}-{other}", rng, args.prompts, 3)
-        argv = [*map(str, dirs), "--out", str(Path(tmp) / "out"), "--n-resamples", str(args.n_resamples)]
+        options = ReportOptions(dirs=dirs, out=Path(tmp) / "out", n_resamples=args.n_resamples)
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                report.main(argv)
+            write_report(options)
             times.append(time.perf_counter() - start)
     units = len(dirs) * args.prompts * 3 * 2
     print(f"\nreport on {len(dirs)} comparisons, {units} judgments, {args.n_resamples} resamples:")

@@ -1,6 +1,8 @@
 """`python -m limit_foundry.report STUDY_DIR`: kept for compatibility; the same as `limit-foundry report`."""
 
 if __name__ == "__main__":
-    from limit_foundry.study.report import main
+    import runpy
+    import sys
 
-    raise SystemExit(main())
+    sys.argv[1:1] = ["report"]
+    runpy.run_module("limit_foundry.cli", run_name="__main__")

@@ -1,6 +1,6 @@
 """AlpacaEval annotation files in and out: read LIMIT-style releases honestly, export our judgments.
 
-Reading (LIMIT_FACTS §3): `preference` 1 = output_1 wins (A), 2 = output_2 wins (B), 0 or 1.5 = draw
+Reading (AlpacaEval's annotation records, as LIMIT released them): `preference` 1 = output_1 wins (A), 2 = output_2 wins (B), 0 or 1.5 = draw
 (LIMIT's release uses 0, current AlpacaEval 1.5), -1 / null / NaN = no verdict; ints and floats alike.
 Nothing is dropped silently: every oddity is counted under an anomaly name with example record
 indices (`file#index`, 0-based position in the file), and a record without a verdict stays in the
@@ -29,8 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.io import atomic_write_json, iter_jsonl, sha256_file
-from limit_foundry.judge.results import Comparison, combinations_for, judged_pairs, latest_units
+from limit_foundry.errors import ConfigError, DataError
+from limit_foundry.io import atomic_write_json, sha256_file
+from limit_foundry.judge.inputs import read_records
+from limit_foundry.judge.records import RUN_JSON, latest_records
+from limit_foundry.judge.results import Comparison, combinations_for, judged_pairs
 from limit_foundry.judge.stats import PairVerdict, combine_orders, flip
 
 GROUPINGS = ("together", "per-file")
@@ -90,23 +93,6 @@ class AnomalyLog:
             for name in ANOMALIES
             if self.counts[name]
         }
-
-
-def read_records(path: str | Path) -> list[Any]:
-    """Entries of a JSON array file or a JSONL file, in file order; errors name the file and position."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        if text.lstrip().startswith("["):
-            raise ValueError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from err
-        return [obj for _, obj in iter_jsonl(path)]  # JSONL; a bad line raises naming file:line
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict) and "instruction" in data:
-        return [data]  # a JSONL file of one record
-    raise ValueError(f"{path}: expected a JSON array or JSONL of annotation records")
 
 
 def parse_preference(value: Any, where: str, log: AnomalyLog) -> tuple[str | None, str | None]:
@@ -264,7 +250,7 @@ def load_alpaca_eval(paths: Sequence[str | Path], grouping: str = "together") ->
         return [comparison_from_files(paths)]
     if grouping == "per-file":
         return [comparison_from_files([p]) for p in paths]
-    raise ValueError(f"unknown grouping {grouping!r} (expected one of {GROUPINGS})")
+    raise ConfigError(f"unknown grouping {grouping!r} (expected one of {GROUPINGS})")
 
 
 def _preference(votes: tuple[float, float, float] | None) -> float | None:
@@ -285,7 +271,7 @@ def answers_from_generation_files(
         for path in files:
             for index, record in enumerate(read_records(path)):
                 if not isinstance(record, dict) or not {"prompt_id", "seed", "output"} <= record.keys():
-                    raise ValueError(f"{path}#{index}: a generation record needs prompt_id, seed and output")
+                    raise DataError(f"{path}#{index}: a generation record needs prompt_id, seed and output")
                 outputs[(str(record["prompt_id"]), record["seed"])] = record["output"]
         sides.append(outputs)
     return {key: (sides[0][key], sides[1][key]) for key in sides[0].keys() & sides[1].keys()}
@@ -294,10 +280,10 @@ def answers_from_generation_files(
 def answers_from_run_dir(run_dir: str | Path) -> dict[tuple[str, Any], tuple[str, str]]:
     """Answers read from the inputs run.json lists as `inputs: {"a": [...], "b": [...]}` (each a path or
     an object with a `path`)."""
-    run_file = Path(run_dir) / "run.json"
+    run_file = Path(run_dir) / RUN_JSON
     inputs = json.loads(run_file.read_text(encoding="utf-8")).get("inputs")
     if not isinstance(inputs, dict) or not {"a", "b"} <= inputs.keys():
-        raise ValueError(f"{run_file}: no `inputs` with `a` and `b` file lists; pass the answers explicitly")
+        raise DataError(f"{run_file}: no `inputs` with `a` and `b` file lists; pass the answers explicitly")
 
     def paths(entries: Any) -> list[str]:
         entries = entries if isinstance(entries, list) else [entries]
@@ -327,13 +313,13 @@ def export_alpaca_eval(
         if run_dir is None:
             raise ValueError("export_alpaca_eval needs the answers: pass `answers` or `run_dir`")
         answers = answers_from_run_dir(run_dir)
-    policy, pairs = judged_pairs(latest_units(list(records), "judgments"), order_policy)
+    policy, pairs = judged_pairs(latest_records(list(records), "judgments"), order_policy)
     if combination not in combinations_for(policy):
         combination = combinations_for(policy)[0]
     out = []
     for pair in pairs:
         if (pair.prompt_id, pair.seed) not in answers:
-            raise KeyError(
+            raise DataError(
                 f"no answers for prompt_id {pair.prompt_id!r} seed {pair.seed!r}: cannot export it"
             )
         output_a, output_b = answers[(pair.prompt_id, pair.seed)]

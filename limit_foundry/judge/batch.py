@@ -1,4 +1,4 @@
-"""Judging through the Batch API (half price, LIMIT_FACTS §6): upload, create, poll, collect, resubmit.
+"""Judging through the Batch API (half price, per OpenAI's Batch API pricing): upload, create, poll, collect, resubmit.
 
 The batches in flight are written to a state file (atomically) the moment they are created, so a run
 killed while a batch is processing re-attaches to it instead of paying again. Results are mapped by

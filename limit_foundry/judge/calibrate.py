@@ -1,7 +1,7 @@
 """`calibrate`: how well a judge agrees with reference verdicts, before it replaces GPT-4-0613.
 
-LIMIT's judge (GPT-4-0613) has likely been retired (LIMIT_FACTS §3), so a replacement must be
-qualified against its released annotations. Verdicts are matched by instruction plus generator pair
+LIMIT's judge (GPT-4 pinned to `gpt-4-0613`, Jha et al. 2023) has likely been retired by OpenAI, so a
+replacement must be qualified against the GPT-4 annotations LIMIT released. Verdicts are matched by instruction plus generator pair
 (or instruction only, or instruction plus both outputs); a key seen several times (seeds, duplicates)
 is matched in order of appearance, and a pair stored with its generators the other way round is
 matched with its verdict flipped. Unmatched rows and rows without a verdict on either side are
@@ -15,24 +15,23 @@ bootstrap over instructions (all rows of an instruction move together) with a fi
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter, defaultdict, deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, ConfigError
 from limit_foundry.io import atomic_write_json, atomic_write_text
 from limit_foundry.judge.alpaca_eval_io import (
     MAX_EXAMPLES,
     Annotation,
     AnomalyLog,
     normalise,
-    read_records,
     split_runs,
 )
-from limit_foundry.judge.report import add_bootstrap_arguments
+from limit_foundry.judge.inputs import read_records
 from limit_foundry.judge.results import judged_pairs, read_result_dir
 from limit_foundry.judge.stats import (
     OUTCOMES,
@@ -50,7 +49,31 @@ METRICS = {
     "tie_discounted_accuracy": tie_discounted_accuracy,
     "kappa": cohen_kappa,
 }
-EXIT_OK, EXIT_BELOW_THRESHOLD, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass
+class CalibrateOptions:
+    """What `calibrate` compares; `limit-foundry judge calibrate` fills it (its --help explains each field)."""
+
+    judge: list[str]  # one `run` result directory, or AlpacaEval annotation files
+    reference: list[str]  # AlpacaEval annotation files
+    match: str = "generators"
+    n_resamples: int = 2000
+    rng_seed: int = 0
+    ci_level: float = 0.95
+    out: Path | None = None  # also write calibration.{md,json} here
+    min_kappa: float | None = None
+
+
+@dataclass
+class Calibration:
+    result: dict[str, Any]  # calibration.json
+    markdown: str  # calibration.md
+    below_min_kappa: str | None  # why the judge does not qualify, when --min-kappa is set and not met
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURES if self.below_min_kappa else EXIT_OK
 
 
 def annotations_from_result_dir(path: str | Path) -> list[Annotation]:
@@ -108,7 +131,7 @@ def _keys(row: Annotation, mode: str) -> tuple[tuple, tuple]:
 def match(judge: list[Annotation], reference: list[Annotation], mode: str) -> dict[str, Any]:
     """Pair judge rows with reference rows; returns matched (judge outcome, reference outcome, instruction)."""
     if mode == "outputs" and any(not (r.output_1 and r.output_2) for r in judge):
-        raise ValueError(
+        raise ConfigError(
             "--match outputs needs both outputs on every judge row (result directories have none)"
         )
     pending: dict[tuple, deque[Annotation]] = defaultdict(deque)
@@ -160,14 +183,24 @@ def agreement(matched: list[tuple], n_resamples: int, rng_seed: int, level: floa
     return result
 
 
-def calibrate(
-    judge_paths: list[str],
-    reference_paths: list[str],
-    mode: str = "generators",
-    n_resamples: int = 2000,
-    rng_seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, Any]:
+def calibrate(options: CalibrateOptions) -> Calibration:
+    """Match, measure agreement, write calibration.{md,json} when `out` is set, and check --min-kappa."""
+    result = agreement_report(options)
+    markdown = render_markdown(result)
+    if options.out:
+        atomic_write_text(options.out / "calibration.md", markdown)
+        atomic_write_json(options.out / "calibration.json", result)
+    kappa = result["agreement"]["kappa"]
+    below = None
+    if options.min_kappa is not None and (kappa is None or kappa < options.min_kappa):
+        below = f"kappa {kappa} is below --min-kappa {options.min_kappa}"
+    return Calibration(result, markdown, below)
+
+
+def agreement_report(options: CalibrateOptions) -> dict[str, Any]:
+    """calibration.json: what was matched, what was not, and the agreement metrics with their CIs."""
+    judge_paths, reference_paths, mode = options.judge, options.reference, options.match
+    n_resamples, rng_seed, level = options.n_resamples, options.rng_seed, options.ci_level
     judge, judge_anomalies = load_judge(judge_paths)
     ref_log = AnomalyLog()
     reference = annotations_from_files(reference_paths, ref_log)
@@ -228,75 +261,3 @@ def render_markdown(result: dict[str, Any]) -> str:
         for name, info in anomalies.items():
             lines.append(f"- {side} anomaly {name}: {info['count']} (e.g. {', '.join(info['examples'])})")
     return "\n".join(lines) + "\n"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "judge",
-        nargs="+",
-        metavar="JUDGE",
-        help="the judge under test: one `run` result directory, or AlpacaEval annotation files",
-    )
-    parser.add_argument(
-        "--reference",
-        nargs="+",
-        required=True,
-        metavar="FILE",
-        help="reference verdicts as AlpacaEval annotation files (e.g. LIMIT's released GPT-4-0613 annotations)",
-    )
-    parser.add_argument(
-        "--match",
-        choices=MATCH_MODES,
-        default="generators",
-        help="match rows by instruction + generator pair, by instruction only, or by instruction + both "
-        "outputs (default: %(default)s)",
-    )
-    add_bootstrap_arguments(parser)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="also write calibration.md and calibration.json here (default: print the table only)",
-    )
-    parser.add_argument(
-        "--min-kappa",
-        type=float,
-        help="exit 1 when Cohen's kappa is below this (qualify a judge; default: no check)",
-    )
-
-
-def run_calibrate(args: argparse.Namespace) -> int:
-    try:
-        result = calibrate(
-            args.judge, args.reference, args.match, args.n_resamples, args.rng_seed, args.ci_level
-        )
-    except (OSError, ValueError) as err:
-        print(f"calibrate: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    markdown = render_markdown(result)
-    print(markdown)
-    if args.out:
-        atomic_write_text(args.out / "calibration.md", markdown)
-        atomic_write_json(args.out / "calibration.json", result)
-    kappa = result["agreement"]["kappa"]
-    if args.min_kappa is not None and (kappa is None or kappa < args.min_kappa):
-        print(f"calibrate: kappa {kappa} is below --min-kappa {args.min_kappa}", file=sys.stderr)
-        return EXIT_BELOW_THRESHOLD
-    return EXIT_OK
-
-
-DESCRIPTION = (
-    "Agreement of a judge with reference verdicts: raw agreement, tie-discounted accuracy (a tie against a "
-    "decisive verdict scores half) and Cohen's kappa, with bootstrap CIs over instructions. Exit codes: 0 ok, "
-    "1 kappa below --min-kappa, 2 bad input."
-)
-
-
-HELP = "agreement of a judge with reference verdicts (kappa, CIs)"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `calibrate` as `python -m limit_foundry.judge calibrate` would (tests, scripts)."""
-    from limit_foundry.judge.__main__ import main as judge_main
-
-    return judge_main(["calibrate", *(sys.argv[1:] if argv is None else argv)])

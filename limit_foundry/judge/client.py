@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
+from limit_foundry.errors import EXIT_INTERRUPTED, LimitFoundryError, ServiceUnreachableError
 from limit_foundry.judge.cache import provider_of
 
 T = TypeVar("T")
@@ -32,16 +33,19 @@ MAX_RETRY_AFTER = 300.0  # seconds: a longer retry-after is capped (and the tota
 PREFLIGHT_PROMPT = "This is an availability check. Reply with the single word OK."
 
 
-class FatalJudgeError(RuntimeError):
-    """Continuing would fail every request or spend money for nothing: abort the run."""
+class FatalJudgeError(ServiceUnreachableError):
+    """The provider refuses the run (auth, quota, unknown model, every request rejected): continuing would
+    fail every request or spend money for nothing, so the run aborts (exit 3) and a rerun resumes it."""
 
 
-class Interrupted(RuntimeError):
-    """The run was asked to stop while a request was waiting to be retried."""
+class Interrupted(LimitFoundryError):
+    """The run was asked to stop while a request was waiting to be retried (exit 130, as for Ctrl-C)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
-class MalformedResponse(ValueError):
-    """A 200 answer whose body is not a chat completion."""
+class MalformedResponse(ServiceUnreachableError):
+    """A 200 answer whose body is not a chat completion: no usable answer, retried like a server error."""
 
 
 @dataclass(frozen=True)

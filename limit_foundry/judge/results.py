@@ -1,4 +1,4 @@
-"""Read a `run` result directory (judgments.jsonl + run.json) into pair verdicts, per the data contract.
+"""Read a `run` result directory (judgments.jsonl + run.json, see `records.py`) into pair verdicts.
 
 The log is append-only, so a key may appear several times (a failure retried after a resume): the
 last line wins. A pair whose unit failed or is missing keeps its cause, so it is counted under
@@ -13,13 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import DataError
 from limit_foundry.io import read_jsonl_log, sha256_file
+from limit_foundry.judge.records import JUDGMENTS, RUN_JSON, JudgmentRecord, latest_records
 from limit_foundry.judge.stats import COMBINATIONS, PairVerdict, combine_orders
-
-JUDGMENTS = "judgments.jsonl"
-RUN_JSON = "run.json"
-_REQUIRED = ("key", "prompt_id", "seed", "order", "status", "outcome")
-_SLOT_TO_OUTCOME = {"AB": {1: "A", 2: "B", 0: "tie"}, "BA": {1: "B", 2: "A", 0: "tie"}}
 
 
 @dataclass(frozen=True)
@@ -63,50 +60,18 @@ def _seed_sort_key(seed: Any) -> tuple[int, Any]:
     return (0, seed) if isinstance(seed, int) else (1, str(seed))
 
 
-def _validate(record: dict[str, Any], where: str) -> None:
-    missing = [name for name in _REQUIRED if name not in record]
-    if missing:
-        raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
-    if record["order"] not in _SLOT_TO_OUTCOME:
-        raise ValueError(f"{where}: order {record['order']!r} is not 'AB' or 'BA'")
-    if record["status"] not in ("ok", "no_call", "failed"):
-        raise ValueError(f"{where}: status {record['status']!r} is not ok, no_call or failed")
-    if record["status"] != "failed" and record["outcome"] not in ("A", "B", "tie"):
-        raise ValueError(
-            f"{where}: status {record['status']} needs outcome A, B or tie, got {record['outcome']!r}"
-        )
-    if record["status"] == "ok":
-        expected = _SLOT_TO_OUTCOME[record["order"]].get(record.get("slot_outcome"))
-        if expected != record["outcome"]:
-            raise ValueError(
-                f"{where}: slot_outcome {record.get('slot_outcome')!r} in order {record['order']} "
-                f"contradicts outcome {record['outcome']!r}"
-            )
-
-
-def latest_units(records: list[dict[str, Any]], where: str) -> dict[str, dict[str, Any]]:
-    """Validated records by key, the last line for a key winning (a resumed retry replaces a failure)."""
-    latest: dict[str, dict[str, Any]] = {}
-    for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: record {number} is not a JSON object")
-        _validate(record, f"{where}: record {number} (key {record.get('key')!r})")
-        latest[record["key"]] = record
-    return latest
-
-
 @dataclass(frozen=True)
 class JudgedPair:
     """The units of one (prompt_id, seed) pair, keyed by order, and what they decide."""
 
     prompt_id: str
     seed: Any
-    units: dict[str, dict[str, Any]]
+    units: dict[str, JudgmentRecord]
     outcomes: tuple[str, ...]  # the outcomes to combine; empty when the pair failed
     failure: str | None
 
     @property
-    def first(self) -> dict[str, Any]:
+    def first(self) -> JudgmentRecord:
         """A unit of the pair, for the fields both orders share (instruction, generators, lengths)."""
         return next(iter(self.units.values()))
 
@@ -114,7 +79,7 @@ class JudgedPair:
         return None if self.failure else combine_orders(self.outcomes, combination)
 
 
-def _decide(units: dict[str, dict[str, Any]], policy: str) -> tuple[tuple[str, ...], str | None]:
+def _decide(units: dict[str, JudgmentRecord], policy: str) -> tuple[tuple[str, ...], str | None]:
     """A failed unit fails the pair (its cause, AB first); a unit decided without a call (identical or
     empty answers) decides the pair; under `both` a pair with an order missing is `missing_unit`."""
     ordered = [units[o] for o in ("AB", "BA") if o in units]
@@ -130,11 +95,11 @@ def _decide(units: dict[str, dict[str, Any]], policy: str) -> tuple[tuple[str, .
 
 
 def judged_pairs(
-    latest: dict[str, dict[str, Any]], policy: str | None = None
+    latest: dict[str, JudgmentRecord], policy: str | None = None
 ) -> tuple[str, list[JudgedPair]]:
     """(order policy, pairs sorted by prompt then seed); the policy is inferred when not given:
     `both` if any pair was judged in two orders."""
-    groups: dict[tuple[str, Any], dict[str, dict[str, Any]]] = defaultdict(dict)
+    groups: dict[tuple[str, Any], dict[str, JudgmentRecord]] = defaultdict(dict)
     for record in latest.values():
         groups[(str(record["prompt_id"]), record["seed"])][record["order"]] = record
     policy = policy or ("both" if any(len(units) == 2 for units in groups.values()) else "single-seeded")
@@ -156,7 +121,7 @@ class ResultDir:
     """The raw contents of a result directory: latest unit per key, run.json, and what was odd."""
 
     path: Path
-    latest: dict[str, dict[str, Any]]
+    latest: dict[str, JudgmentRecord]
     run: dict[str, Any]
     notes: list[str]
 
@@ -171,7 +136,7 @@ def read_result_dir(path: str | Path) -> ResultDir:
     path = Path(path)
     log = path / JUDGMENTS
     if not log.is_file():
-        raise FileNotFoundError(f"{log}: no judgments log (is {path} a `run` result directory?)")
+        raise DataError(f"{log}: no judgments log (is {path} a `run` result directory?)")
     run_file = path / RUN_JSON
     notes = []
     run: dict[str, Any] = {}
@@ -179,17 +144,20 @@ def read_result_dir(path: str | Path) -> ResultDir:
         try:
             run = json.loads(run_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{run_file}: not valid JSON ({err.msg})") from err
+            raise DataError(f"{run_file}: not valid JSON ({err.msg})") from err
     else:
         notes.append(f"{RUN_JSON} missing: order policy inferred from the judgments")
-    read = read_jsonl_log(log)
+    try:
+        read = read_jsonl_log(log)
+    except ValueError as err:  # a bad line in the middle: the message names the file and line
+        raise DataError(str(err)) from err
     if read.torn_tail:
         notes.append(f"{JUDGMENTS}: torn last line ignored (a run was killed mid-write)")
-    return ResultDir(path, latest_units(read.records, str(log)), run, notes)
+    return ResultDir(path, latest_records(read.records, str(log)), run, notes)
 
 
 def load_result_dir(path: str | Path) -> Comparison:
-    """A Comparison from a result directory; raises ValueError naming the file and record on bad input."""
+    """A Comparison from a result directory; raises DataError naming the file and record on bad input."""
     result = read_result_dir(path)
     latest, run, notes = result.latest, result.run, list(result.notes)
     policy, judged = judged_pairs(latest, run.get("order_policy"))

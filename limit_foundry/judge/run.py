@@ -1,7 +1,7 @@
 """`run`: judge model A's answers against model B's and write a result directory.
 
-OUT/judgments.jsonl gets one appended, flushed line per judgment unit (the data contract in the
-package docs); OUT/run.json (atomic) the configuration and summary. The order of work makes a crash
+OUT/judgments.jsonl gets one appended, flushed line per judgment unit (the record contract in
+`records.py`); OUT/run.json (atomic) the configuration and summary. The order of work makes a crash
 cheap: inputs are validated before any call; replies are cached before they are logged; on resume the
 log says what is done, the cache answers what was paid for but not logged, and only the rest is sent.
 A finished run re-run makes no call at all (not even the pre-flight check).
@@ -20,6 +20,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import (
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USER_ERROR,
+    ConfigError,
+    LimitFoundryError,
+    OutputConflictError,
+)
 from limit_foundry.io import (
     JsonlAppender,
     JsonlReadResult,
@@ -27,30 +37,43 @@ from limit_foundry.io import (
     read_jsonl_log,
     stable_json_hash,
 )
+from limit_foundry.judge.alpaca_eval_io import export_alpaca_eval
 from limit_foundry.judge.batch import BatchRunner
 from limit_foundry.judge.cache import ResponseCache, default_cache_dir, provider_of, request_key
-from limit_foundry.judge.client import CallFailure, Completion, FatalJudgeError, Interrupted, RetryPolicy
+from limit_foundry.judge.client import (
+    CallFailure,
+    Completion,
+    FatalJudgeError,
+    Interrupted,
+    OpenAIBackend,
+    RetryPolicy,
+)
 from limit_foundry.judge.cost import Budget, Price, load_price
 from limit_foundry.judge.dispatch import Backend, Job, Outcome, dispatch
-from limit_foundry.judge.inputs import EMPTY_POLICIES, InputError, describe_inputs, load_pairs
-from limit_foundry.judge.prompts import ALPACA_EVAL_ORDER_SEED, Template, TemplateError, load_template
-from limit_foundry.judge.units import (
-    ORDER_POLICIES,
+from limit_foundry.judge.hf_backend import HFBackend
+from limit_foundry.judge.inputs import EMPTY_POLICIES, describe_inputs, load_pairs
+from limit_foundry.judge.prompts import ALPACA_EVAL_ORDER_SEED, Template, load_template
+from limit_foundry.judge.records import (
+    BATCH_STATE,
+    JUDGMENTS,
+    LOCK,
+    RUN_JSON,
     TRANSIENT_FAILURES,
-    Unit,
+    JudgmentRecord,
     failed_record,
     needs_call,
     needs_reparse,
     no_call_record,
-    plan_units,
     reply_record,
+    validate_record,
     with_verdict,
 )
+from limit_foundry.judge.units import ORDER_POLICIES, Unit, plan_units
 from limit_foundry.provenance import git_commit, package_versions
 
 RUN_FORMAT = "limit_foundry.judge.run/1"
-JUDGMENTS, RUN_JSON, BATCH_STATE, LOCK = "judgments.jsonl", "run.json", "batch_state.json", ".run.lock"
-EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# `run`'s exit codes: 0 complete, 1 partial, 2 bad input, 3 aborted by the provider, 130 interrupted
+EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_ABORTED = EXIT_FAILURES, EXIT_USER_ERROR, EXIT_UNREACHABLE
 BACKENDS = ("openai", "hf")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 LOCAL_PRICE = Price(0.0, 0.0, 1.0, "local model (free)")
@@ -58,7 +81,7 @@ LOCAL_PRICE = Price(0.0, 0.0, 1.0, "local model (free)")
 
 @dataclass
 class RunOptions:
-    """Everything `run` needs; `run_cli` fills it from the command line (its --help explains each field)."""
+    """Everything `run` needs; `limit-foundry judge run` fills it (its --help explains each field)."""
 
     a: list[Path]
     b: list[Path]
@@ -104,10 +127,6 @@ class RunResult:
     partial: bool = False
 
 
-class RunError(Exception):
-    """A problem with the run's inputs or configuration, found before any call (exit code 2)."""
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -119,20 +138,18 @@ class ResultLog:
         self.path = path
         read = read_jsonl_log(path) if read_existing else JsonlReadResult()
         self.torn_tail = read.torn_tail
-        self.latest: dict[str, dict[str, Any]] = {}
+        self.latest: dict[str, JudgmentRecord] = {}
         self.spent = 0.0
         for number, record in enumerate(read.records, start=1):
-            if not isinstance(record, dict) or "key" not in record or "status" not in record:
-                raise RunError(f"{path}: record {number} is not a judgment record")
-            self._account(record)
+            self._account(validate_record(record, f"{path}: record {number}"))
         self._appender = JsonlAppender(path) if writable else None
 
-    def _account(self, record: dict[str, Any]) -> None:
+    def _account(self, record: JudgmentRecord) -> None:
         self.latest[record["key"]] = record
         if not record.get("reparsed"):
             self.spent += float(record.get("cost_usd") or 0.0)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: JudgmentRecord) -> None:
         assert self._appender is not None
         self._appender.write(record)
         self._account(record)
@@ -168,7 +185,7 @@ def _check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, dry_run
     if not run_json.exists():
         if log.exists() and log.stat().st_size:
             if not overwrite:
-                raise RunError(
+                raise OutputConflictError(
                     f"{log} exists without {RUN_JSON}: not a judge result directory; pass --overwrite"
                 )
             if not dry_run:
@@ -178,13 +195,15 @@ def _check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, dry_run
     try:
         old = json.loads(run_json.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise RunError(f"{run_json}: not valid JSON ({err.msg}); pass --overwrite to start over") from err
+        raise OutputConflictError(
+            f"{run_json}: not valid JSON ({err.msg}); pass --overwrite to start over"
+        ) from err
     if old.get("identity_sha256") == stable_json_hash(identity):
         return False
     if not overwrite:
         previous = old.get("identity") or {}
         changed = sorted(k for k in identity if previous.get(k) != identity[k]) or ["format"]
-        raise RunError(
+        raise OutputConflictError(
             f"{out} holds results of another configuration (different {', '.join(changed)}); "
             "choose another --out or pass --overwrite to discard them"
         )
@@ -196,11 +215,7 @@ def _check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, dry_run
 
 def _make_backend(options: RunOptions, api_key: str | None) -> Backend:
     if options.backend == "hf":
-        from limit_foundry.judge.hf_backend import HFBackend
-
         return HFBackend(options.model, dtype=options.hf_dtype)
-    from limit_foundry.judge.client import OpenAIBackend
-
     policy = RetryPolicy(
         max_attempts=options.max_attempts,
         backoff_base=options.backoff_base,
@@ -211,8 +226,6 @@ def _make_backend(options: RunOptions, api_key: str | None) -> Backend:
 
 def _provider(options: RunOptions) -> str:
     if options.backend == "hf":
-        from limit_foundry.judge.hf_backend import HFBackend
-
         return HFBackend(options.model).provider
     return provider_of(options.base_url)
 
@@ -220,25 +233,22 @@ def _provider(options: RunOptions) -> str:
 def _price(options: RunOptions) -> Price | None:
     if options.backend == "hf":
         return LOCAL_PRICE
-    try:
-        return load_price(options.model, options.prices, options.price_input, options.price_output)
-    except ValueError as err:
-        raise RunError(str(err)) from err
+    return load_price(options.model, options.prices, options.price_input, options.price_output)
 
 
 def _validate_options(options: RunOptions) -> None:
     if options.order not in ORDER_POLICIES:
-        raise RunError(f"--order must be one of {ORDER_POLICIES}")
+        raise ConfigError(f"--order must be one of {ORDER_POLICIES}")
     if options.empty_answers not in EMPTY_POLICIES:
-        raise RunError(f"--empty-answers must be one of {EMPTY_POLICIES}")
+        raise ConfigError(f"--empty-answers must be one of {EMPTY_POLICIES}")
     if options.backend not in BACKENDS:
-        raise RunError(f"--backend must be one of {BACKENDS}")
+        raise ConfigError(f"--backend must be one of {BACKENDS}")
     if options.batch and options.backend != "openai":
-        raise RunError("--batch needs the openai backend")
+        raise ConfigError("--batch needs the openai backend")
     if options.concurrency < 1:
-        raise RunError("--concurrency must be at least 1")
+        raise ConfigError("--concurrency must be at least 1")
     if (options.price_input is None) != (options.price_output is None):
-        raise RunError("--price-input and --price-output go together")
+        raise ConfigError("--price-input and --price-output go together")
 
 
 class Judge:
@@ -249,21 +259,15 @@ class Judge:
         self.options = options
         self.api_key = api_key
         self.say = log
-        try:
-            self.template = load_template(options.template)
-        except TemplateError as err:
-            raise RunError(str(err)) from err
+        self.template = load_template(options.template)
         overrides = {"max_tokens": options.max_tokens, "temperature": options.temperature}
         self.decoding = self.template.decoding | {k: v for k, v in overrides.items() if v is not None}
-        try:
-            pairs = load_pairs(options.a, options.b, options.empty_answers)
-        except InputError as err:
-            raise RunError(str(err)) from err
+        pairs = load_pairs(options.a, options.b, options.empty_answers)
         self.units = plan_units(pairs, options.order, options.empty_answers, options.order_seed)
         self.provider = _provider(options)
         self.price = _price(options)
         if self.price is None and options.max_cost is not None:
-            raise RunError(
+            raise ConfigError(
                 f"no price known for model {options.model!r}: pass --price-input and --price-output "
                 "(USD per 1M tokens) or --prices FILE to use --max-cost"
             )
@@ -290,7 +294,7 @@ class Judge:
             )
         return jobs
 
-    def _record(self, job: Job, outcome: Outcome, cached: bool, batch: bool = False) -> dict[str, Any]:
+    def _record(self, job: Job, outcome: Outcome, cached: bool, batch: bool = False) -> JudgmentRecord:
         if isinstance(outcome, CallFailure):
             return failed_record(
                 job.unit, self.template, self.options.model, outcome.failure, outcome.detail, job.request_key
@@ -328,7 +332,7 @@ class Judge:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as err:
-                raise RunError(f"{out}: another `judge run` is writing this directory") from err
+                raise OutputConflictError(f"{out}: another `judge run` is writing this directory") from err
             results = ResultLog(out / JUDGMENTS, writable=True)
             try:
                 return self._run(results)
@@ -509,8 +513,6 @@ class Judge:
         data = self._write_run_json(results, state, reason)
         summary = data["summary"]
         if self.options.export_alpaca_eval and state == "complete":
-            from limit_foundry.judge.alpaca_eval_io import export_alpaca_eval
-
             records = read_jsonl_log(results.path).records
             n = export_alpaca_eval(
                 records,
@@ -535,10 +537,10 @@ class Judge:
 def run_judge(
     options: RunOptions, api_key: str | None = None, log: Callable[[str], None] | None = None
 ) -> RunResult:
-    """Run (or resume) a judgment; bad inputs come back as exit code 2 with the reason, before any call."""
+    """Run (or resume) a judgment; bad inputs come back as exit code 2 with the reason, before any call,
+    and a provider that refuses the run as exit code 3."""
     say = log or (lambda message: print(message, file=sys.stderr, flush=True))
     try:
         return Judge(options, api_key, say).run()
-    except (RunError, FatalJudgeError) as err:
-        code = EXIT_ABORTED if isinstance(err, FatalJudgeError) else EXIT_BAD_INPUT
-        return RunResult(code, f"error: {err}")
+    except LimitFoundryError as err:
+        return RunResult(err.exit_code, f"error: {err}")

@@ -6,7 +6,7 @@ re-run on the same judgments prints the same digits. Conventions, used by every 
 - A pair (one prompt, one generation seed) carries a vote vector (A, tie, B) summing to 1: one-hot
   for a single judgment or the strict combination of two orders, halves for the split combination.
 - Win rates are B's: output_2's generator in AlpacaEval terms (the model evaluated against the
-  baseline in output_1), as in the paper's wins_B / (wins_A + wins_B) (LIMIT_FACTS §3).
+  baseline in output_1), as in Jha et al. 2023's wins_B / (wins_A + wins_B).
 - The prompt is the independent unit: the bootstrap resamples prompt ids and all seeds (and both
   orders) of a prompt move together; the sign test counts prompts, not pairs.
 """

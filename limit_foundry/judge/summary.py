@@ -8,6 +8,7 @@ and comparisons over the same prompts are resampled identically.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,79 @@ from limit_foundry.judge.stats import (
 POOLED = "pooled"
 CI_METRICS = ("win_rate", "win_rate_ties_half", "equivalent_or_better", "share_a", "share_tie", "share_b")
 _DIGITS = 6
+
+# The metrics of one slice (a seed, or all seeds pooled), JSON-ready: `seed`, counts, each of CI_METRICS with
+# its `<name>_ci`, sign test, lengths, position bias. Its keys are report.csv's columns.
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CombinationSummary:
+    """One way of combining a pair's two orders (strict, split; `single` for one order per pair)."""
+
+    per_seed: dict[str, Row]  # generation seed -> its row, in the comparison's seed order
+    pooled: Row  # every seed together
+    limit_win_rate: float | None  # Jha et al. 2023's statistic: per seed B / (A + B), then the seeds' mean
+    limit_win_rate_ci: list[float | None] | None
+
+    @property
+    def rows(self) -> list[Row]:
+        """Each seed's row, then the pooled one (report.json and report.csv list them so)."""
+        return [*self.per_seed.values(), self.pooled]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "limit_win_rate": self.limit_win_rate,
+            "limit_win_rate_ci": self.limit_win_rate_ci,
+        }
+
+
+@dataclass
+class ComparisonSummary:
+    """Everything reported about one A-vs-B comparison; `as_json` is its entry in report.json."""
+
+    name: str
+    generator_a: str
+    generator_b: str
+    order_policy: str
+    seeds: list[str]
+    n_prompts: int
+    n_units: int
+    unit_failures: dict[str, int]
+    partial: bool
+    sources: list[dict[str, str]]
+    meta: dict[str, Any]
+    anomalies: dict[str, dict[str, Any]]
+    notes: list[str]
+    combinations: dict[str, CombinationSummary]  # per order combination, the headline one first
+
+    @property
+    def headline(self) -> CombinationSummary:
+        """The combination a comparison is quoted by: `strict` when both orders were judged, else `single`."""
+        return next(iter(self.combinations.values()))
+
+    @property
+    def pooled(self) -> Row:
+        """The headline combination's pooled row."""
+        return self.headline.pooled
+
+    @property
+    def per_seed(self) -> dict[str, Row]:
+        return self.headline.per_seed
+
+    @property
+    def limit_win_rate(self) -> float | None:
+        return self.headline.limit_win_rate
+
+    @property
+    def limit_win_rate_ci(self) -> list[float | None] | None:
+        return self.headline.limit_win_rate_ci
+
+    def as_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["combinations"] = {name: c.as_json() for name, c in self.combinations.items()}
+        return data
 
 
 def json_number(value: float | None) -> float | None:
@@ -105,8 +179,8 @@ def _row(
 
 def summarize(
     comparison: Comparison, n_resamples: int = 2000, rng_seed: int = 0, level: float = 0.95
-) -> dict:
-    """The report of one comparison as plain JSON-ready data."""
+) -> ComparisonSummary:
+    """The report of one comparison: rows per seed and pooled, for each order combination."""
     prompts, seeds = comparison.prompts, comparison.seeds
     weights = bootstrap_weights(len(prompts), n_resamples, rng_seed)
     obs_by_seed: dict[str, list[SlotObservation]] = defaultdict(list)
@@ -116,7 +190,7 @@ def summarize(
     for combo, pairs in comparison.pairs.items():
         features = feature_tensor(pairs, prompts, seeds)  # [prompt, seed, feature]
         boot = np.einsum("rp,psk->rsk", weights, features)  # [resample, seed, feature]
-        rows = []
+        per_seed = {}
         for index, seed in enumerate(seeds):
             seed_pairs = [p for p in pairs if p.seed == seed]
             slice_ = _row(
@@ -127,7 +201,7 @@ def summarize(
                 obs_by_seed[seed],
                 level,
             )
-            rows.append({"seed": seed, **slice_})
+            per_seed[seed] = {"seed": seed, **slice_}
         pooled = _row(
             pairs,
             features.sum(axis=(0, 1)),
@@ -136,25 +210,25 @@ def summarize(
             comparison.slot_observations,
             level,
         )
-        rows.append({"seed": POOLED, **pooled})
-        combinations[combo] = {
-            "rows": rows,
-            "limit_win_rate": json_number(mean_over_seeds_win_rate(features.sum(axis=0))),
-            "limit_win_rate_ci": json_ci(mean_over_seeds_win_rate(boot), level),
-        }
-    return {
-        "name": comparison.name,
-        "generator_a": comparison.generator_a,
-        "generator_b": comparison.generator_b,
-        "order_policy": comparison.order_policy,
-        "seeds": seeds,
-        "n_prompts": len(prompts),
-        "n_units": comparison.n_units,
-        "unit_failures": comparison.unit_failures,
-        "partial": comparison.partial,
-        "sources": comparison.sources,
-        "meta": comparison.meta,
-        "anomalies": comparison.anomalies,
-        "notes": comparison.notes,
-        "combinations": combinations,
-    }
+        combinations[combo] = CombinationSummary(
+            per_seed=per_seed,
+            pooled={"seed": POOLED, **pooled},
+            limit_win_rate=json_number(mean_over_seeds_win_rate(features.sum(axis=0))),
+            limit_win_rate_ci=json_ci(mean_over_seeds_win_rate(boot), level),
+        )
+    return ComparisonSummary(
+        name=comparison.name,
+        generator_a=comparison.generator_a,
+        generator_b=comparison.generator_b,
+        order_policy=comparison.order_policy,
+        seeds=seeds,
+        n_prompts=len(prompts),
+        n_units=comparison.n_units,
+        unit_failures=comparison.unit_failures,
+        partial=comparison.partial,
+        sources=comparison.sources,
+        meta=comparison.meta,
+        anomalies=comparison.anomalies,
+        notes=comparison.notes,
+        combinations=combinations,
+    )

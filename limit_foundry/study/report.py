@@ -1,25 +1,30 @@
-"""`python -m limit_foundry.report STUDY_DIR`: the study's answer as report.md with the paper's three figures.
+"""`limit-foundry report STUDY_DIR`: the study's answer as report.md with the paper's three figures.
 
 Figures (written beside report.md under figures/):
 1. gauntlet.png: Gauntlet categories per model, grouped bars (the Gauntlet module's own chart).
 2. judge.png: judge preference per comparison, stacked bars with bootstrap CIs (the judge module's own chart).
 3. paradigms.png: the two paradigms side by side per model (LIMIT's central picture): Gauntlet average
-   and preference rate, where a run's preference rate is its mean win rate (wins / decisive verdicts,
-   LIMIT_FACTS §3) over the comparisons it takes part in.
+   and preference rate, where a run's preference rate is its mean win rate over the comparisons it takes
+   part in, each win rate as Jha et al. 2023 report it (per seed, wins / decisive verdicts; then the mean
+   over seeds).
 Plus data provenance (dataset manifests), training settings, judge identity and cost, and stage wall times.
 Every number comes from the stage outputs in STUDY_DIR; nothing is recomputed from models.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import DataError
+from limit_foundry.eval.report import bar_chart_png, markdown_table
 from limit_foundry.io import atomic_write_bytes, atomic_write_text
+from limit_foundry.judge.records import JUDGMENTS
+from limit_foundry.judge.report import render_png
+from limit_foundry.judge.results import load_result_dir
+from limit_foundry.judge.summary import ComparisonSummary, summarize
 from limit_foundry.study.spec import STAGES
 
 TRAINING_KEYS = (
@@ -32,17 +37,13 @@ TRAINING_KEYS = (
 )
 
 
-class ReportError(ValueError):
-    """A study directory the report cannot read; the message names the file."""
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise ReportError(f"{path}: missing (did that stage run?)") from err
+        raise DataError(f"{path}: missing (did that stage run?)") from err
     except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not valid JSON ({err.msg})") from err
+        raise DataError(f"{path}: not valid JSON ({err.msg})") from err
 
 
 def load_gauntlet(study: Path) -> dict[str, Any] | None:
@@ -56,33 +57,20 @@ def gauntlet_averages(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def judge_dirs(study: Path) -> list[Path]:
-    return sorted(p.parent for p in (study / "judge").glob("*/*/judgments.jsonl"))
+    return sorted(p.parent for p in (study / "judge").glob(f"*/*/{JUDGMENTS}"))
 
 
-def load_judge_summaries(study: Path) -> list[dict[str, Any]]:
-    from limit_foundry.judge.results import load_result_dir
-    from limit_foundry.judge.summary import summarize
-
+def load_judge_summaries(study: Path) -> list[ComparisonSummary]:
+    """One summary per judge result directory, named `<comparison>/<prompt set>`."""
     summaries = []
     for directory in judge_dirs(study):
         summary = summarize(load_result_dir(directory))
-        summary["name"] = f"{directory.parent.name}/{directory.name}"
+        summary.name = f"{directory.parent.name}/{directory.name}"
         summaries.append(summary)
     return summaries
 
 
-def pooled_row(summary: dict[str, Any]) -> dict[str, Any]:
-    """The pooled row of the comparison's first combination (`single` for single-seeded judging)."""
-    return next(iter(summary["combinations"].values()))["rows"][-1]
-
-
-def limit_win_rate(summary: dict[str, Any]) -> tuple[float | None, list[float | None] | None]:
-    """B's win rate as LIMIT reports it (per seed wins_B / decisive, then the mean over seeds) and its CI."""
-    combination = next(iter(summary["combinations"].values()))
-    return combination["limit_win_rate"], combination.get("limit_win_rate_ci")
-
-
-def preference_rates(summaries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def preference_rates(summaries: list[ComparisonSummary]) -> dict[str, dict[str, Any]]:
     """Per run: mean LIMIT win rate over its comparisons (B's rate for B, 1 - it for A).
 
     The CI is the comparison's own when the run takes part in exactly one comparison; a mean over
@@ -91,11 +79,11 @@ def preference_rates(summaries: list[dict[str, Any]]) -> dict[str, dict[str, Any
     collected: dict[str, list[tuple[float, list[float] | None]]] = {}
     against: dict[str, list[str]] = {}
     for summary in summaries:
-        rate, ci = limit_win_rate(summary)
+        rate, ci = summary.limit_win_rate, summary.limit_win_rate_ci
         if rate is None:
             continue
         valid = ci if ci and None not in ci else None
-        a, b = summary["generator_a"], summary["generator_b"]
+        a, b = summary.generator_a, summary.generator_b
         collected.setdefault(b, []).append((rate, valid))
         collected.setdefault(a, []).append((1.0 - rate, [1.0 - valid[1], 1.0 - valid[0]] if valid else None))
         against.setdefault(b, []).append(a)
@@ -187,7 +175,7 @@ def _section_paradigms(
     return lines
 
 
-def _section_judge(summaries: list[dict[str, Any]]) -> list[str]:
+def _section_judge(summaries: list[ComparisonSummary]) -> list[str]:
     lines = ["## Paradigm 2: judge preferences", "", "![judge](figures/judge.png)", ""]
     lines += [
         "| comparison | A | B | pairs | A wins | ties | B wins | failed | B win rate, pooled [95% CI] "
@@ -195,10 +183,10 @@ def _section_judge(summaries: list[dict[str, Any]]) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
-        row = pooled_row(s)
-        rate, ci = limit_win_rate(s)
+        row = s.pooled
+        rate, ci = s.limit_win_rate, s.limit_win_rate_ci
         lines.append(
-            f"| {s['name']} | {s['generator_a']} | {s['generator_b']} | {row['n_pairs']} | {_count(row['a_wins'])} | "
+            f"| {s.name} | {s.generator_a} | {s.generator_b} | {row['n_pairs']} | {_count(row['a_wins'])} | "
             f"{_count(row['ties'])} | {_count(row['b_wins'])} | {row['failed_pairs']} | "
             f"{_fmt(row['win_rate'])}{_ci(row['win_rate_ci'])} | {_fmt(rate)}{_ci(ci)} |"
         )
@@ -209,16 +197,16 @@ def _section_judge(summaries: list[dict[str, Any]]) -> list[str]:
 IDENTITY_KEYS = ("judge_model", "backend", "base_url_host", "template", "template_hash", "decoding")
 
 
-def _judge_identity_lines(summaries: list[dict[str, Any]]) -> list[str]:
+def _judge_identity_lines(summaries: list[ComparisonSummary]) -> list[str]:
     """Who judged (model, backend, endpoint, template and its hash, decoding) and what it cost, per comparison."""
     lines = ["Judge identity (each comparison's run.json):", ""]
     identities: dict[str, list[str]] = {}
     for s in summaries:
-        identity = {k: s["meta"][k] for k in IDENTITY_KEYS if k in s["meta"]}
-        identities.setdefault(json.dumps(identity, sort_keys=True), []).append(s["name"])
+        identity = {k: s.meta[k] for k in IDENTITY_KEYS if k in s.meta}
+        identities.setdefault(json.dumps(identity, sort_keys=True), []).append(s.name)
     for identity, names in identities.items():
         lines.append(f"- `{identity}`" + ("" if len(identities) == 1 else f": {', '.join(names)}"))
-    costs = [(s["name"], float(s["meta"].get("cost_usd") or 0.0)) for s in summaries]
+    costs = [(s.name, float(s.meta.get("cost_usd") or 0.0)) for s in summaries]
     per_comparison = "; ".join(f"{name} ${cost:.4f}" for name, cost in costs)
     lines += ["", f"Judge cost: ${sum(c for _, c in costs):.4f} in all ({per_comparison})."]
     return lines
@@ -286,10 +274,8 @@ def _section_timings(study: Path) -> list[str]:
 
 
 def build_report(study: Path) -> Path:
-    """Write STUDY/report.md and STUDY/figures/*.png; returns the report's path."""
-    from limit_foundry.eval.report import bar_chart_png, markdown_table
-    from limit_foundry.judge.report import render_png
-
+    """Write STUDY/report.md and STUDY/figures/*.png; returns the report's path. A missing or unreadable
+    stage output raises a DataError naming the file."""
     study_record = _read_json(study / "study.json")
     figures = study / "figures"
     lines = [
@@ -320,25 +306,3 @@ def build_report(study: Path) -> Path:
     report = study / "report.md"
     atomic_write_text(report, "\n".join(lines))
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m limit_foundry.report",
-        description="Write STUDY_DIR/report.md (and figures/) from the outputs of a study's stages.",
-    )
-    parser.add_argument(
-        "study_dir", type=Path, help="a study directory written by `python -m limit_foundry.study run`"
-    )
-    args = parser.parse_args(argv)
-    try:
-        report = build_report(args.study_dir)
-    except (ReportError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"report: {report}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 from judgment_records import unit, write_result_dir
 
+from limit_foundry.cli.judge import main as judge_cli
 from limit_foundry.data.templates import PREAMBLE, strip_template
-from limit_foundry.judge import report
+from limit_foundry.errors import EXIT_FAILURES, EXIT_USER_ERROR, DataError
 from limit_foundry.judge.alpaca_eval_io import (
     AnomalyLog,
     comparison_from_files,
     export_alpaca_eval,
     load_alpaca_eval,
     normalise,
-    read_records,
     split_runs,
 )
+from limit_foundry.judge.inputs import read_records
 from limit_foundry.judge.summary import summarize
 
 QUESTIONS = [f"q{i}" for i in range(5)]
@@ -105,21 +106,21 @@ def test_every_anomaly_is_counted_with_examples(limit_like_files):
 
 def test_limit_policy_by_hand(limit_like_files):
     summary = summarize(comparison_from_files(limit_like_files), n_resamples=200)
-    single = summary["combinations"]["single"]
+    single = summary.combinations["single"]
     # run 1: B 3 (q0, q1 dup, q4) A 1 (q1); run 2: B 2, A 2 (q3 flipped); seed 3: B 2, A 1.
-    assert single["limit_win_rate"] == pytest.approx((3 / 4 + 2 / 4 + 2 / 3) / 3, abs=1e-6)
-    pooled = single["rows"][-1]
+    assert single.limit_win_rate == pytest.approx((3 / 4 + 2 / 4 + 2 / 3) / 3, abs=1e-6)
+    pooled = single.pooled
     assert (pooled["a_wins"], pooled["ties"], pooled["b_wins"]) == (4, 1, 7)
     assert (pooled["n_pairs"], pooled["failed_pairs"]) == (15, 3)
-    assert [row["win_rate"] for row in single["rows"][:3]] == pytest.approx([0.75, 0.5, 2 / 3], abs=1e-6)
+    assert [row["win_rate"] for row in single.per_seed.values()] == pytest.approx(
+        [0.75, 0.5, 2 / 3], abs=1e-6
+    )
 
 
 def test_report_cli_on_alpaca_eval_files(limit_like_files, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["--alpaca-eval", *map(str, limit_like_files), "--policy", "limit", "--out", str(out)]
-    assert (
-        report.main(args + ["--n-resamples", "100"]) == report.EXIT_TOO_MANY_FAILURES
-    )  # 3 of 15 lack a verdict
+    assert judge_cli(["report", *args, "--n-resamples", "100"]) == EXIT_FAILURES  # 3 of 15 lack a verdict
     markdown = (out / "report.md").read_text()
     assert "| concatenated_run | 1 | seeds12.json#6 |" in markdown
     assert (
@@ -127,7 +128,7 @@ def test_report_cli_on_alpaca_eval_files(limit_like_files, tmp_path, capsys):
     )
     assert "): 0.639 [" in markdown
     assert "3 of 15 pairs failed" in capsys.readouterr().err
-    assert report.main(["--alpaca-eval", str(limit_like_files[0])]) == report.EXIT_BAD_INPUT  # needs --out
+    assert judge_cli(["report", "--alpaca-eval", str(limit_like_files[0])]) == EXIT_USER_ERROR  # needs --out
 
 
 def test_per_file_grouping(limit_like_files):
@@ -138,7 +139,7 @@ def test_per_file_grouping(limit_like_files):
 def test_broken_json_names_the_file_and_line(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('[\n{"instruction": "q0", "preference": 2},\n{"instruction": \n')
-    with pytest.raises(ValueError, match=r"broken.json:4:1: not valid JSON"):
+    with pytest.raises(DataError, match=r"broken.json:4:1: not valid JSON"):
         comparison_from_files([broken])
 
 
@@ -170,7 +171,7 @@ def test_export_round_trip_and_alpaca_eval_reads_it(tmp_path):
     export_alpaca_eval(_judgments(), split, answers, combination="split")
     assert [r["preference"] for r in json.loads(split.read_text())] == [2.0, 1.75, 1.5, None]
 
-    pooled = summarize(comparison_from_files([path]), n_resamples=50)["combinations"]["single"]["rows"][-1]
+    pooled = summarize(comparison_from_files([path]), n_resamples=50).combinations["single"].pooled
     assert (pooled["a_wins"], pooled["ties"], pooled["b_wins"], pooled["failures"]) == (
         0,
         2,
@@ -185,7 +186,7 @@ def test_export_round_trip_and_alpaca_eval_reads_it(tmp_path):
 
 
 def test_export_refuses_pairs_without_answers(tmp_path):
-    with pytest.raises(KeyError, match="prompt_id 'p3' seed 0"):
+    with pytest.raises(DataError, match="prompt_id 'p3' seed 0"):
         export_alpaca_eval(_judgments(), tmp_path / "x.json", {(f"p{i}", 0): ("a", "b") for i in range(3)})
     assert not (tmp_path / "x.json").exists()
 
@@ -256,9 +257,9 @@ def test_real_instruct_v3_prompts_with_duplicates_split_into_seeds(shared_dir, t
     assert repeats > 20 and counts["duplicate_instruction"] == repeats
     assert counts["concatenated_run"] == 2 and counts["incomplete_run"] == 1
     expected = [ps.count(2) / (ps.count(1) + ps.count(2)) for ps in prefs]
-    summary = summarize(comparison, n_resamples=100)["combinations"]["single"]
-    assert summary["limit_win_rate"] == pytest.approx(sum(expected) / 3, abs=1e-6)
-    assert summary["rows"][-1]["failed_pairs"] == sum(ps.count(-1) for ps in prefs)
+    summary = summarize(comparison, n_resamples=100).combinations["single"]
+    assert summary.limit_win_rate == pytest.approx(sum(expected) / 3, abs=1e-6)
+    assert summary.pooled["failed_pairs"] == sum(ps.count(-1) for ps in prefs)
 
 
 def test_read_records_formats(tmp_path):
@@ -267,9 +268,9 @@ def test_read_records_formats(tmp_path):
     assert [r["instruction"] for r in read_records(one)] == ["q0"]
     bad_line = tmp_path / "bad.jsonl"
     bad_line.write_text(json.dumps(_rec("q0", 2)) + "\n{oops\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
         read_records(bad_line)
     not_records = tmp_path / "obj.json"
     not_records.write_text('{"results": []}')
-    with pytest.raises(ValueError, match="expected a JSON array or JSONL"):
+    with pytest.raises(DataError, match="expected a JSON array or JSONL"):
         read_records(not_records)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from judgment_records import unit, write_result_dir
 
-from limit_foundry.judge import calibrate
+from limit_foundry.cli.judge import main as judge_cli
+from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, EXIT_USER_ERROR
+from limit_foundry.judge.calibrate import CalibrateOptions, calibrate
 
 PREFERENCE = {"A": 1, "B": 2, "tie": 0, None: -1}
 
@@ -49,7 +51,7 @@ def test_kappa_and_bookkeeping_by_hand(tmp_path):
         tmp_path / "gpt4.json",
         [(f"q{i}", o) for i, o in enumerate(REFERENCE)] + [("only-ref", "B"), ("q10", None)],
     )
-    result = calibrate.calibrate([str(judge)], [str(reference)], n_resamples=300)
+    result = calibrate(CalibrateOptions([str(judge)], [str(reference)], n_resamples=300)).result
     agreement = result["agreement"]
     assert agreement["n"] == 10
     assert agreement["raw_agreement"] == pytest.approx(0.7)
@@ -82,7 +84,7 @@ def test_result_dir_judge_with_seeds_and_ties(tmp_path):
         [("Question p0?", "B"), ("Question p1?", "A"), ("Question p2?", "B")]
         + [("Question p0?", "B"), ("Question p1?", "A"), ("Question p2?", "A")],
     )
-    result = calibrate.calibrate([str(run)], [str(reference)], n_resamples=200)
+    result = calibrate(CalibrateOptions([str(run)], [str(reference)], n_resamples=200)).result
     a = result["agreement"]
     # p0 s0: B/B agree; p0 s1: A vs B disagree; p1: tie vs A scores half; p2: judge failed.
     assert a["n"] == 3 and result["no_verdict"] == {"judge_no_verdict": 1, "reference_no_verdict": 0}
@@ -94,9 +96,13 @@ def test_result_dir_judge_with_seeds_and_ties(tmp_path):
 def test_match_modes(tmp_path):
     judge = _write(tmp_path / "judge.json", [("q0", "A"), ("q1", "B")])
     reference = _write(tmp_path / "ref.json", [("q0", "A"), ("q1", "B")], swapped=frozenset({1}))
-    by_outputs = calibrate.calibrate([str(judge)], [str(reference)], mode="outputs", n_resamples=50)
+    by_outputs = calibrate(
+        CalibrateOptions([str(judge)], [str(reference)], match="outputs", n_resamples=50)
+    ).result
     assert by_outputs["agreement"]["raw_agreement"] == 1.0 and by_outputs["matched_swapped"] == 1
-    by_instruction = calibrate.calibrate([str(judge)], [str(reference)], mode="instruction", n_resamples=50)
+    by_instruction = calibrate(
+        CalibrateOptions([str(judge)], [str(reference)], match="instruction", n_resamples=50)
+    ).result
     # q1's reference was stored the other way round; matching by instruction alone cannot see that.
     assert by_instruction["agreement"]["raw_agreement"] == 0.5
 
@@ -105,14 +111,14 @@ def test_cli_threshold_outputs_and_errors(tmp_path, capsys):
     judge = _write(tmp_path / "judge.json", [(f"q{i}", o) for i, o in enumerate(JUDGE)])
     reference = _write(tmp_path / "ref.json", [(f"q{i}", o) for i, o in enumerate(REFERENCE)])
     out = tmp_path / "out"
-    base = [str(judge), "--reference", str(reference), "--n-resamples", "100", "--out", str(out)]
-    assert calibrate.main(base + ["--min-kappa", "0.5"]) == calibrate.EXIT_BELOW_THRESHOLD
+    base = ["calibrate", str(judge), "--reference", str(reference), "--n-resamples", "100", "--out", str(out)]
+    assert judge_cli(base + ["--min-kappa", "0.5"]) == EXIT_FAILURES
     assert "kappa 0.4 is below --min-kappa 0.5" in capsys.readouterr().err
-    assert calibrate.main(base + ["--min-kappa", "0.3"]) == calibrate.EXIT_OK
+    assert judge_cli(base + ["--min-kappa", "0.3"]) == EXIT_OK
     assert "| kappa | 0.400 [" in (out / "calibration.md").read_text()
     assert json.loads((out / "calibration.json").read_text())["agreement"]["kappa"] == pytest.approx(0.4)
     assert (
-        calibrate.main([str(tmp_path / "missing.json"), "--reference", str(reference)])
-        == calibrate.EXIT_BAD_INPUT
+        judge_cli(["calibrate", str(tmp_path / "missing.json"), "--reference", str(reference)])
+        == EXIT_USER_ERROR
     )
     assert "missing.json" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from limit_foundry.errors import ConfigError
 from limit_foundry.judge.cost import Budget, estimate_prompt_tokens, load_price
 
 
@@ -20,7 +21,7 @@ def test_table_prices_overrides_and_unknown_models(tmp_path):
         load_price("judge-x", table).cost({"prompt_tokens": 1_000_000, "completion_tokens": 500_000}) == 3.0
     )
     table.write_text("models:\n  judge-x: {input: cheap}\n")
-    with pytest.raises(ValueError, match="prices.yaml"):
+    with pytest.raises(ConfigError, match="prices.yaml"):
         load_price("judge-x", table)
 
 

@@ -7,7 +7,8 @@ import json
 import pytest
 from run_fixtures import answer_records, distinct_answers, write_records, write_sides
 
-from limit_foundry.judge.inputs import InputError, describe_inputs, load_pairs
+from limit_foundry.errors import ConfigError, DataError
+from limit_foundry.judge.inputs import describe_inputs, load_pairs
 
 
 def test_one_file_with_every_seed_equals_one_file_per_seed(tmp_path):
@@ -31,7 +32,7 @@ def test_every_problem_is_listed_with_file_record_and_prompt(tmp_path):
     for record in bad[:25]:
         record["instruction"] = "changed"
     write_records(tmp_path / "b.jsonl", bad, jsonl=True)
-    with pytest.raises(InputError) as err:
+    with pytest.raises(DataError) as err:
         load_pairs([a], [tmp_path / "b.jsonl"])
     message = str(err.value)
     assert "25 problem(s)" in message and "... and 5 more" in message
@@ -39,7 +40,7 @@ def test_every_problem_is_listed_with_file_record_and_prompt(tmp_path):
 
 
 def test_unknown_empty_policy_is_refused(tmp_path):
-    with pytest.raises(InputError, match="empty-answer policy"):
+    with pytest.raises(ConfigError, match="empty-answer policy"):
         load_pairs([], [], "ignore")
 
 

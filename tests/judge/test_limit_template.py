@@ -20,7 +20,7 @@ def _prompt_file() -> Path:
 
 def test_limit_is_read_from_the_installed_alpaca_eval():
     template = load_template("limit")
-    assert template.decoding == {"max_tokens": 100, "temperature": 0}  # LIMIT_FACTS §3
+    assert template.decoding == {"max_tokens": 100, "temperature": 0}  # alpaca_eval_gpt4's settings
     system, user = template.render(Slots("What is 2+2?", "4", "five"))
     assert system == {"role": "system", "content": template.messages[0]["content"]}
     source = _prompt_file().read_text()

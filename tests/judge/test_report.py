@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from judgment_records import single_units, unit, write_result_dir
 
-from limit_foundry.judge import report
-from limit_foundry.judge.__main__ import build_parser
+from limit_foundry.cli.judge import build_parser
+from limit_foundry.cli.judge import main as judge_cli
+from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, EXIT_USER_ERROR
 from limit_foundry.judge.results import load_result_dir
 from limit_foundry.judge.summary import summarize
 
@@ -20,7 +21,7 @@ TEN = ["B"] * 6 + ["A"] * 2 + ["tie"] * 2  # B wins 6, A wins 2, 2 ties
 
 def _report(tmp_path: Path, *args: str) -> tuple[int, dict]:
     out = tmp_path / "out"
-    code = report.main([*args, "--out", str(out), "--n-resamples", "300"])
+    code = judge_cli(["report", *args, "--out", str(out), "--n-resamples", "300"])
     data = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
     return code, data
 
@@ -62,14 +63,14 @@ def test_failures_are_counted_and_trip_the_threshold(tmp_path, capsys):
     units[0] = unit("p0", 0, "AB", None, status="failed", failure="parse_error")
     run = write_result_dir(tmp_path / "run", units)
     code, data = _report(tmp_path, str(run))
-    assert code == report.EXIT_TOO_MANY_FAILURES
+    assert code == EXIT_FAILURES
     assert "1 of 10 pairs failed" in capsys.readouterr().err
     row = _pooled(data)
     assert row["failures"] == {"parse_error": 1} and row["failure_rate"] == pytest.approx(0.1)
     assert row["b_wins"] == 5 and row["win_rate"] == pytest.approx(5 / 7)  # failed pair out of the rate
     assert "failed pairs: 1 of 10 (10.00%): parse_error 1" in (tmp_path / "out" / "report.md").read_text()
     code, _ = _report(tmp_path, str(run), "--max-failure-rate", "0.2")
-    assert code == report.EXIT_OK
+    assert code == EXIT_OK
 
 
 def test_always_first_judge_shows_position_bias(tmp_path):
@@ -136,11 +137,11 @@ def test_outputs_are_reproducible_byte_for_byte(tmp_path):
     outputs = []
     for attempt in range(2):
         out = tmp_path / f"out{attempt}"
-        assert report.main([str(run), "--out", str(out)]) == 0
+        assert judge_cli(["report", str(run), "--out", str(out)]) == 0
         outputs.append([(out / name).read_bytes() for name in names])
     assert outputs[0] == outputs[1]
     other = tmp_path / "other_seed"
-    report.main([str(run), "--out", str(other), "--rng-seed", "1"])
+    judge_cli(["report", str(run), "--out", str(other), "--rng-seed", "1"])
     first, second = (json.loads((d / "report.json").read_text()) for d in (tmp_path / "out0", other))
     assert _pooled(first)["win_rate"] == _pooled(second)["win_rate"]
     assert _pooled(first)["win_rate_ci"] != _pooled(second)["win_rate_ci"]
@@ -160,9 +161,7 @@ def test_bootstrap_resamples_prompts_with_their_seeds(tmp_path):
         b, a = outs.count("B"), outs.count("A")
         rates.append(b / (a + b) if a + b else np.nan)
     expected = np.nanpercentile(rates, [2.5, 97.5])
-    assert summary["combinations"]["single"]["rows"][-1]["win_rate_ci"] == pytest.approx(
-        expected.tolist(), abs=1e-6
-    )
+    assert summary.pooled["win_rate_ci"] == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def test_identical_seeds_do_not_narrow_the_interval(tmp_path):
@@ -171,20 +170,17 @@ def test_identical_seeds_do_not_narrow_the_interval(tmp_path):
     three = write_result_dir(
         tmp_path / "three", [u for s in range(3) for u in single_units(outcomes, seed=s)]
     )
-    ci_one, ci_three = (
-        summarize(load_result_dir(d), 400, 0)["combinations"]["single"]["rows"][-1]["win_rate_ci"]
-        for d in (one, three)
-    )
+    ci_one, ci_three = (summarize(load_result_dir(d), 400, 0).pooled["win_rate_ci"] for d in (one, three))
     assert ci_one == ci_three  # seeds move with their prompt: copies add no information
 
 
 def test_bad_input_names_the_file_and_record(tmp_path, capsys):
-    assert report.main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == report.EXIT_BAD_INPUT
+    assert judge_cli(["report", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == EXIT_USER_ERROR
     assert "nowhere/judgments.jsonl" in capsys.readouterr().err
     bad = unit("p1", 0, "BA", "A")
     bad["slot_outcome"] = 1  # slot 1 in order BA is B, not A
     run = write_result_dir(tmp_path / "run", [unit("p0", 0, "AB", "B"), bad])
-    assert report.main([str(run)]) == report.EXIT_BAD_INPUT
+    assert judge_cli(["report", str(run)]) == EXIT_USER_ERROR
     err = capsys.readouterr().err
     assert "judgments.jsonl: record 2 (key 'p1|0|BA')" in err and "contradicts" in err
 

@@ -65,7 +65,7 @@ def _settle(server: FakeOpenAIServer, timeout: float = 10.0) -> None:
 def _comparable(out: Path) -> tuple[dict, dict, dict]:
     run = json.loads((out / "run.json").read_text())
     outcomes = {k: (r["status"], r["outcome"], r["slot_outcome"]) for k, r in latest(out).items()}
-    report = summarize(load_result_dir(out), n_resamples=200)["combinations"]
+    report = summarize(load_result_dir(out), n_resamples=200).combinations
     return run["summary"], outcomes, report
 
 

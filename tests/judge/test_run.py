@@ -18,6 +18,7 @@ from run_fixtures import (
     write_sides,
 )
 
+from limit_foundry.cli import main as limit_foundry
 from limit_foundry.judge.prompts import TEMPLATE_DIR, seeded_switches
 from limit_foundry.judge.results import load_result_dir
 from limit_foundry.judge.run import EXIT_ABORTED, EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, run_judge
@@ -50,7 +51,7 @@ def test_both_orders_judges_every_pair_twice_and_a_rerun_calls_nothing(tmp_path,
     assert run["state"] == "complete" and run["partial"] is False and run["summary"]["ok"] == 24
     assert run["inputs"]["a"][0]["sha256"] and run["base_url_host"].startswith("127.0.0.1:")
     comparison = load_result_dir(tmp_path / "out")  # the report side reads what run wrote
-    pooled = summarize(comparison, n_resamples=50)["combinations"]["strict"]["rows"][-1]
+    pooled = summarize(comparison, n_resamples=50).combinations["strict"].pooled
     assert (pooled["a_wins"], pooled["b_wins"], pooled["position_consistency"]) == (6, 6, 1.0)
 
     server.reset_counters()
@@ -83,8 +84,8 @@ def test_always_first_judge_shows_up_as_position_bias(tmp_path):
     records = list(latest(tmp_path / "out").values())
     assert {r["slot_outcome"] for r in records} == {1}
     assert {(r["order"], r["outcome"]) for r in records} == {("AB", "A"), ("BA", "B")}
-    rows = summarize(load_result_dir(tmp_path / "out"), n_resamples=50)["combinations"]
-    strict, split = rows["strict"]["rows"][-1], rows["split"]["rows"][-1]
+    combinations = summarize(load_result_dir(tmp_path / "out"), n_resamples=50).combinations
+    strict, split = combinations["strict"].pooled, combinations["split"].pooled
     assert strict["position_consistency"] == 0.0 and strict["first_slot_win_rate"] == 1.0
     assert strict["ties"] == 5 and split["a_wins"] == split["b_wins"] == 2.5
 
@@ -405,3 +406,17 @@ def test_export_alpaca_eval_writes_one_record_per_pair(tmp_path, server):
     for record in records:
         assert record["preference"] == (2.0 if _expected_outcome(record["prompt_id"]) == "B" else 1.0)
         assert record["generator_1"] == "model-a" and record["output_2"].startswith("B")
+
+
+def test_run_then_report_from_the_command_line(tmp_path, server, monkeypatch, capsys):
+    a, b = write_sides(tmp_path, *distinct_answers(3))
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    args = ["judge", "run", "--a", str(a[0]), "--a", str(a[1]), "--b", str(b[0]), "--b", str(b[1])]
+    args += ["--out", str(tmp_path / "out"), "--model", "fake-judge", "--base-url", server.base_url]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--price-input", "1", "--price-output", "2"]
+    assert limit_foundry(args) == 0
+    assert "complete: 12/12 units recorded" in capsys.readouterr().out
+    report_args = ["judge", "report", str(tmp_path / "out"), "--out", str(tmp_path / "report"), "--no-plot"]
+    assert limit_foundry(report_args) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["comparisons"][0]["n_units"] == 12

@@ -123,7 +123,6 @@ def _limit_win_rate_from_log(result_dir: Path) -> float:
 def test_report_numbers_match_stage_outputs(study: dict) -> None:
     from limit_foundry.judge.results import load_result_dir
     from limit_foundry.judge.summary import summarize
-    from limit_foundry.study.report import limit_win_rate, pooled_row
 
     out = study["out"]
     report = (out / "report.md").read_text()
@@ -132,8 +131,8 @@ def test_report_numbers_match_stage_outputs(study: dict) -> None:
     results = json.loads((out / "gauntlet" / "results.json").read_text())
     assert {m["model_id"] for m in results["models"]} == {"lima", "instruct"}
     summary = summarize(load_result_dir(out / "judge" / "lima_vs_instruct" / "lima_test"))
-    assert pooled_row(summary)["n_pairs"] == 60  # 30 prompts x 2 seeds
-    win_rate, _ = limit_win_rate(summary)
+    assert summary.pooled["n_pairs"] == 60  # 30 prompts x 2 seeds
+    win_rate = summary.limit_win_rate
     assert win_rate == pytest.approx(_limit_win_rate_from_log(out / "judge/lima_vs_instruct/lima_test"))
     both = report.split("## Both paradigms per model", 1)[1].split("\n## ", 1)[0]
     lines = {line.split("|")[1].strip(): line for line in both.splitlines() if line.startswith("| ")}

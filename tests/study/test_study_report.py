@@ -1,4 +1,4 @@
-"""`python -m limit_foundry.report`: preference arithmetic, partial studies, clear errors.
+"""`limit-foundry report` (study/report.py): preference arithmetic, partial studies, clear errors.
 
 The full report (three figures, numbers checked against real stage outputs) is covered by the slow
 end-to-end study in tests/study/test_end_to_end.py.
@@ -11,14 +11,34 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.study.report import build_report, main, preference_rates
+from limit_foundry.cli.report import main
+from limit_foundry.judge.summary import CombinationSummary, ComparisonSummary
+from limit_foundry.study.report import build_report, preference_rates
 
 
-def summary(a: str, b: str, win_rate: float | None, ci: list[float] | None = None) -> dict:
-    """The shape of limit_foundry.judge.summary.summarize's output that the report reads."""
-    pooled = {"win_rate": 0.99}  # pooled over seeds: not LIMIT's statistic, must not be used
-    combination = {"rows": [pooled], "limit_win_rate": win_rate, "limit_win_rate_ci": ci}
-    return {"generator_a": a, "generator_b": b, "combinations": {"single": combination}}
+def summary(a: str, b: str, win_rate: float | None, ci: list[float] | None = None) -> ComparisonSummary:
+    """A judge summary with the fields the study report reads."""
+    pooled = {
+        "seed": "pooled",
+        "win_rate": 0.99,
+    }  # pooled over seeds: not LIMIT's statistic, must not be used
+    combination = CombinationSummary({}, pooled, limit_win_rate=win_rate, limit_win_rate_ci=ci)
+    return ComparisonSummary(
+        name=f"{a}_vs_{b}/lima_test",
+        generator_a=a,
+        generator_b=b,
+        order_policy="single-seeded",
+        seeds=[],
+        n_prompts=0,
+        n_units=0,
+        unit_failures={},
+        partial=False,
+        sources=[],
+        meta={},
+        anomalies={},
+        notes=[],
+        combinations={"single": combination},
+    )
 
 
 def test_preference_rate_is_the_mean_limit_win_rate_over_a_runs_comparisons() -> None:
@@ -50,3 +70,9 @@ def test_missing_study_dir_is_an_error_naming_the_file(
 ) -> None:
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "study.json: missing" in capsys.readouterr().err
+
+
+def test_limit_foundry_report_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("usage: limit-foundry report")

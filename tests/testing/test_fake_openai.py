@@ -4,6 +4,8 @@ enforces a requests-per-minute limit and counts what it saw."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import openai
 import pytest
@@ -97,3 +99,12 @@ def test_files_and_batches_including_cancel():
         assert client.batches.cancel(batch.id).status == "cancelled"
         with pytest.raises(openai.NotFoundError):
             client.batches.retrieve("batch_missing")
+
+
+def test_runnable_with_python_m_for_trying_the_judge_offline():
+    done = subprocess.run(
+        [sys.executable, "-m", "limit_foundry.testing.fake_openai", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: python -m limit_foundry.testing.fake_openai")
+    assert "--policy" in done.stdout and "--fault" in done.stdout
