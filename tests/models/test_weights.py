@@ -65,8 +65,12 @@ def test_each_shard_is_released_before_the_next_is_read(tmp_path: Path, monkeypa
 
 def test_a_tensor_in_two_shards_or_absent_everywhere_is_named(tmp_path: Path) -> None:
     state = small_model().state_dict()
-    files = write_shards(tmp_path / "twice", state, [["0.weight", "0.bias"], ["0.bias", "2.weight", "2.bias"]])
-    with pytest.raises(ModelLoadError, match=r"00002.safetensors: holds tensors already loaded from .*: 0\.bias"):
+    files = write_shards(
+        tmp_path / "twice", state, [["0.weight", "0.bias"], ["0.bias", "2.weight", "2.bias"]]
+    )
+    with pytest.raises(
+        ModelLoadError, match=r"00002.safetensors: holds tensors already loaded from .*: 0\.bias"
+    ):
         load_weights_shard_by_shard(small_model(), files)
     files = write_shards(tmp_path / "missing", state, [["0.weight"], ["2.weight", "2.bias"]])
     with pytest.raises(ModelLoadError, match=r"missing: weights do not match the model \(missing 0\.bias\)"):
@@ -129,7 +133,9 @@ print(json.dumps(answers))
 """
 
 
-def resolve_with_hub(endpoint: str, cases: list[tuple[str, str | None]], tmp_path: Path, repo_root: Path) -> dict:
+def resolve_with_hub(
+    endpoint: str, cases: list[tuple[str, str | None]], tmp_path: Path, repo_root: Path
+) -> dict:
     """`resolve_checkpoint_dir` in a fresh process whose hub is `endpoint` (huggingface_hub reads it at import)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env.update(
@@ -150,13 +156,23 @@ def resolve_with_hub(endpoint: str, cases: list[tuple[str, str | None]], tmp_pat
 def test_hub_failures_are_told_apart_by_type(fake_hub: str, tmp_path: Path, repo_root: Path) -> None:
     answers = resolve_with_hub(
         fake_hub,
-        [("org/gated", None), ("org/missing", None), ("org/model", "v9"), ("runs/lima/hf", None), ("./gone", None)],
+        [
+            ("org/gated", None),
+            ("org/missing", None),
+            ("org/model", "v9"),
+            ("runs/lima/hf", None),
+            ("./gone", None),
+        ],
         tmp_path,
         repo_root,
     )
     kind, message, cause = answers["org/gated"]
     assert (kind, cause) == ("ModelLoadError", "GatedRepoError")
-    assert "gated repository" in message and "https://huggingface.co/org/gated" in message and "HF_TOKEN" in message
+    assert (
+        "gated repository" in message
+        and "https://huggingface.co/org/gated" in message
+        and "HF_TOKEN" in message
+    )
     kind, message, cause = answers["org/missing"]
     assert (kind, cause) == ("ModelLoadError", "RepositoryNotFoundError")
     assert message.startswith("org/missing: neither a local directory nor a Hugging Face hub repository")
