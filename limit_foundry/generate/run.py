@@ -55,6 +55,7 @@ from limit_foundry.models.checkpoints import (
     resolve_attn_impl,
     resolve_device_and_dtype,
 )
+from limit_foundry.provenance import git_commit, package_versions
 
 CHAT_TEMPLATE_MODES = ("off", "on", "auto")
 _STEP_DIR = re.compile(r"^(ba|ep)\d+")
@@ -383,8 +384,6 @@ def _generate_missing(
 ) -> RunSummary:
     import torch
     from tqdm import tqdm
-
-    from limit_foundry.provenance import git_commit, package_versions
 
     run, paths = prepared.run, prepared.paths
     if run.threads:

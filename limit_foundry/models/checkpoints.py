@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.errors import ConfigError, ModelLoadError, UserError
+from limit_foundry.io import sha256_file, sha256_tree, stable_json_hash
+from limit_foundry.models.weights import resolve_checkpoint_dir
 
 KINDS = ("hf", "mpt", "composer")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -87,7 +89,7 @@ def composer_model_sections(train_yaml: str) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from limit_foundry.config import compose_config
+    from limit_foundry.config import compose_config  # omegaconf and the config layer: only when needed
 
     try:
         cfg = compose_config(train_yaml)
@@ -104,8 +106,6 @@ def checkpoint_fingerprint(spec: CheckpointSpec) -> dict[str, Any]:
 
     A hub id is fingerprinted by name only (its files are fetched when loading).
     """
-    from limit_foundry.io import sha256_file, sha256_tree, stable_json_hash
-
     fingerprint: dict[str, Any] = {"kind": spec.kind, "path": spec.path}
     path = Path(spec.path)
     if spec.kind == "composer":
@@ -177,8 +177,7 @@ def _load_hf(spec: CheckpointSpec, dtype: str, trust_remote_code: bool):
 
 
 def _load_mpt(spec: CheckpointSpec, attn_impl: str):
-    from limit_foundry.models.hub_mpt import load_hub_mpt
-    from limit_foundry.models.weights import resolve_checkpoint_dir
+    from limit_foundry.models.hub_mpt import load_hub_mpt  # imports LLM Foundry (~11 s): only when needed
 
     try:
         directory = resolve_checkpoint_dir(spec.path)

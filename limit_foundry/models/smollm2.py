@@ -11,6 +11,7 @@ import importlib.util
 from pathlib import Path
 
 from limit_foundry.errors import ModelLoadError
+from limit_foundry.io import atomic_directory
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EOS_TOKEN = "<|im_end|>"  # ends every ChatML turn
@@ -60,8 +61,6 @@ def export_smollm2(out_dir: str | Path) -> Path:
 
     Idempotent: an existing export with a config.json is reused.
     """
-    from limit_foundry.io import atomic_directory
-
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
