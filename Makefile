@@ -62,8 +62,9 @@ gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per
 	$(PY) eval/gauntlet.py run --model $(MODEL) --gauntlet $(GAUNTLET) --out $(or $(OUT),runs/gauntlet) \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(GAUNTLET_ARGS)
 
-# Generation knobs (see README "Generation"): comma lists; a Composer checkpoint is CKPT.pt@TRAIN_YAML,
-# a prompt set is NAME (lima_test from the hub: set HF_TOKEN), NAME=LOCAL_COPY, or a .jsonl/.txt file.
+# Generation knobs (see README "Generation"): comma lists, passed to `--model` and `--prompts` as they are;
+# a Composer checkpoint is CKPT.pt@TRAIN_YAML, a prompt set is NAME (lima_test from the hub: set HF_TOKEN),
+# NAME=LOCAL_COPY, or a .jsonl/.txt file.
 GEN_MODELS ?=
 GEN_SETS ?= lima_test,instruct_v3_test=data/limit_test_prompts/instructv3_test_prompts.txt
 GEN_SEEDS ?= 3
@@ -72,16 +73,8 @@ GEN_ARGS ?=
 
 generate: install  ## GEN_MODELS=<ckpt>[,<ckpt.pt@train.yaml>] [GEN_SETS=..] [GEN_SEEDS=3] [GEN_OUT=dir] [GEN_ARGS=..]
 	@[ -n "$(GEN_MODELS)" ] || { echo "usage: make generate GEN_MODELS=<checkpoint>[,<more>] [GEN_SETS=lima_test,instruct_v3_test=<file>] [GEN_SEEDS=3] [GEN_OUT=dir] [GEN_ARGS='--max-new-tokens 256']" >&2; exit 2; }
-	@set -euo pipefail; IFS=, read -ra models <<< "$(GEN_MODELS)"; IFS=, read -ra sets <<< "$(GEN_SETS)"; \
-	for model in "$${models[@]}"; do \
-	  ckpt="$${model%%@*}"; yaml=""; [[ "$$model" == *@* ]] && yaml="$${model#*@}"; \
-	  for set in "$${sets[@]}"; do \
-	    name="$${set%%=*}"; path=""; [[ "$$set" == *=* ]] && path="$${set#*=}"; \
-	    echo "== generate: $$ckpt on $$name ($(GEN_SEEDS) seeds) -> $(GEN_OUT)"; \
-	    $(PY) -m limit_foundry.generate --model "$$ckpt" $${yaml:+--train-yaml "$$yaml"} --prompts "$$name" \
-	      $${path:+--prompts-path "$$path"} --seeds $(GEN_SEEDS) --out-dir $(GEN_OUT) $(GEN_ARGS); \
-	  done; \
-	done
+	$(PY) -m limit_foundry.generate --model "$(GEN_MODELS)" --prompts "$(GEN_SETS)" --seeds $(GEN_SEEDS) \
+	  --out-dir $(GEN_OUT) $(GEN_ARGS)
 
 study: install  ## run a whole study: STUDY=yamls/studies/limit_7b.yaml [OUT=dir]; resumes where it stopped
 	$(PY) -m limit_foundry.cli study run $(STUDY) $(if $(OUT),--out $(OUT))

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from limit_foundry.data.templates import PREAMBLE, is_wrapped, strip_template
+from limit_foundry.errors import DataError
 from limit_foundry.io import iter_jsonl, stable_json_hash
 
 LIMIT_RELEASE = "https://github.com/97aditi/LIMIT-Less-is-more-for-instruction-tuning"
@@ -32,7 +33,7 @@ NAMED_SETS = ("lima_test", "instruct_v3_test")
 _PROMPT_START = re.compile(r"^(?=" + re.escape(PREAMBLE) + ")", re.MULTILINE)
 
 
-class PromptSetError(ValueError):
+class PromptSetError(DataError):
     """A prompt file or set that cannot be used; the message names the file, line or prompt id."""
 
 

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import ModelLoadError
 from limit_foundry.eval.config import CUSTOM_TASK_METRICS
 from limit_foundry.models.checkpoints import (
-    CheckpointLoadError,
     CheckpointSpec,
     composer_model_sections,
     identify_checkpoint,
-    index_shards,
 )
+from limit_foundry.models.weights import index_shards
 
 MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context in the LIMIT runs (LIMIT_FACTS §1)
 _WEIGHT_FILES = (
@@ -81,7 +81,7 @@ def parse_models(values: list[str], train_yaml: str | None = None) -> list[Model
         name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
         try:
             spec = identify_checkpoint(path, train_yaml if Path(path).is_file() else None)
-        except CheckpointLoadError as err:
+        except ModelLoadError as err:
             raise GauntletRunError(str(err)) from err
         model_id = _safe_id(name or (Path(path).stem if Path(path).is_file() else Path(path).name))
         if any(e.model_id == model_id for e in entries):
@@ -119,7 +119,7 @@ def _weight_shards(path: Path, where: str) -> list[Path]:
         return [path]
     try:
         return index_shards(path)
-    except CheckpointLoadError as err:
+    except ModelLoadError as err:
         raise GauntletRunError(f"{where}: {err}") from err
 
 
@@ -146,7 +146,7 @@ def composer_sections(spec: CheckpointSpec) -> tuple[dict[str, Any], dict[str, A
     """The `model` and `tokenizer` sections of a Composer checkpoint's training YAML."""
     try:
         sections = composer_model_sections(str(spec.train_yaml))
-    except CheckpointLoadError as err:
+    except ModelLoadError as err:
         raise GauntletRunError(str(err)) from err
     model, tokenizer = dict(sections["model"]), dict(sections["tokenizer"])
     if "name" not in model or "name" not in tokenizer:

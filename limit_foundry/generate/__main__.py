@@ -1,5 +1,7 @@
-"""`python -m limit_foundry.generate`: see `cli.py`."""
+"""`python -m limit_foundry.generate`: the same command as `limit-foundry generate`."""
 
-from limit_foundry.generate.cli import main
+import runpy
+import sys
 
-raise SystemExit(main())
+sys.argv[1:1] = ["generate"]
+runpy.run_module("limit_foundry.cli", run_name="__main__")

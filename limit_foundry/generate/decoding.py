@@ -1,8 +1,8 @@
 """Decoding settings and a sampler whose draws depend only on (seed, prompt id), never on the batch.
 
 LIMIT did not publish its generation settings (sampled, ~1k-token cap); the defaults here follow
-LIMA's published ones: nucleus sampling p 0.9, temperature 0.7, repetition penalty 1.2
-(LIMIT_FACTS §3), with LIMA's 2,048-token cap lowered to LIMIT's ~1k.
+LIMA's published ones (Zhou et al. 2023): nucleus sampling p 0.9, temperature 0.7, repetition penalty 1.2,
+with LIMA's 2,048-token cap lowered to LIMIT's ~1k (Jha et al. 2023).
 
 Reproducibility: `model.generate`'s own sampling draws every row from one global RNG, so a
 prompt's text would change with its batch mates and with resumption. `SeededSampler` is a logits
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from limit_foundry.errors import ConfigError, InternalError
 
 NUCLEUS_CANDIDATES = 1024  # tokens ranked per step before falling back to the whole vocabulary
 
@@ -58,7 +60,7 @@ class DecodingSettings:
         if any(not s for s in self.stop_strings):
             problems.append("stop strings must not be empty")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
 
     @property
     def greedy(self) -> bool:
@@ -94,7 +96,7 @@ class SeededSampler:
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._prompt_starts is None or len(self._generators) != scores.shape[0]:
-            raise RuntimeError("SeededSampler.start() was not called for this batch")
+            raise InternalError("SeededSampler.start() was not called for this batch")
         scores = scores.float()
         if self.settings.repetition_penalty != 1.0:
             scores = self._penalise_repeats(input_ids, scores)

@@ -17,6 +17,7 @@ import torch
 
 from limit_foundry.data.prompt_sets import Prompt
 from limit_foundry.data.templates import wrap
+from limit_foundry.errors import ModelLoadError, PromptTooLongError
 from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, cut_at_stop, row_seed
 
 
@@ -37,10 +38,6 @@ class Generation:
 
 
 DEFAULT_MAX_PADDING = 0.25  # left-padding tokens allowed per batch, as a fraction of its prompt tokens
-
-
-class PromptTooLongError(ValueError):
-    """Prompts that leave the model no room to answer; raised before any generation."""
 
 
 def render_prompt(prompt: Prompt, tokenizer: Any, template: str, use_chat_template: bool) -> str:
@@ -176,7 +173,7 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
     if declared is not None:
         ids |= set(declared if isinstance(declared, list) else [declared])
     if not ids:
-        raise ValueError(
+        raise ModelLoadError(
             "the tokenizer has no EOS token and the model declares none: cannot tell when to stop"
         )
     return sorted(ids)

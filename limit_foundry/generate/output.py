@@ -14,13 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import OutputConflictError
 from limit_foundry.io import JsonlAppender, atomic_write_json, read_jsonl_log, stable_json_hash
 
 MANIFEST_FORMAT = "limit_foundry.generate/1"
-
-
-class OutputConflictError(RuntimeError):
-    """The output path holds results of another run (or is being written by one)."""
 
 
 def make_record(

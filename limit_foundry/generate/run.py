@@ -1,36 +1,40 @@
-"""One generation run: a checkpoint answers a prompt set for several seeds, batched, seeded, resumable.
+"""Generation runs: checkpoints answer prompt sets for several seeds, batched, seeded, resumable.
 
-Paradigm 2 of LIMIT starts with every finetuned model answering the LIMA and Instruct-v3 test prompts
-with several sampling seeds (LIMIT_FACTS §3). One output file holds every seed of one model (records
-carry `seed` and `prompt_id`, which the judge matches on); its sidecar manifest records the model's
-hash, the prompts' hash, the decoding settings, the template and the package versions. A killed run
-resumes from its append-only progress log, a finished one is not redone, and a run with different
-settings is refused rather than mixed into another run's file.
+Paradigm 2 of LIMIT (Jha et al. 2023) starts with every finetuned model answering the 300 LIMA and 300
+Instruct-v3 test prompts with three sampling seeds. One run is one model answering one prompt set
+(`run_generation`); `run_generations` runs every model x prompt set of a comma-separated list in turn.
+One output file holds every seed of one model on one set (records carry `seed` and `prompt_id`, which
+the judge matches on); its sidecar manifest records the model's hash, the prompts' hash, the decoding
+settings, the template and the package versions. A killed run resumes from its append-only progress log, a
+finished one is not redone, and a run with different settings is refused rather than mixed into another
+run's file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.data.prompt_sets import PromptSet, PromptSetError, load_prompt_set
+from limit_foundry.data.prompt_sets import NAMED_SETS, PromptSet, load_prompt_set
 from limit_foundry.data.templates import resolve_template
+from limit_foundry.errors import ConfigError
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import (
     DEFAULT_MAX_PADDING,
-    PromptTooLongError,
     build_work_items,
     eos_token_ids,
     generate_batch,
     plan_batches,
 )
 from limit_foundry.generate.output import (
-    OutputConflictError,
     OutputLock,
     OutputPaths,
     ResumeState,
@@ -43,7 +47,6 @@ from limit_foundry.generate.output import (
     write_manifest,
 )
 from limit_foundry.models.checkpoints import (
-    CheckpointLoadError,
     CheckpointSpec,
     LoadedCheckpoint,
     checkpoint_fingerprint,
@@ -52,6 +55,7 @@ from limit_foundry.models.checkpoints import (
     resolve_attn_impl,
     resolve_device_and_dtype,
 )
+from limit_foundry.provenance import git_commit, package_versions
 
 CHAT_TEMPLATE_MODES = ("off", "on", "auto")
 _STEP_DIR = re.compile(r"^(ba|ep)\d+")
@@ -59,14 +63,17 @@ _STEP_DIR = re.compile(r"^(ba|ep)\d+")
 
 @dataclass
 class GenerationRun:
-    """One model answering one prompt set for `seeds` seeds (defaults documented in `--help`)."""
+    """One model answering one prompt set for `seeds` seeds (defaults documented in `--help`).
 
-    model: str
-    prompts: str
+    For `run_generations`, `model` and `prompts` may be comma lists (see `plan_runs`).
+    """
+
+    model: str  # a checkpoint; in a list, CKPT.pt@TRAIN.yaml names a Composer checkpoint with its YAML
+    prompts: str  # a named set or a prompt file; in a list, NAME=LOCAL_COPY names a named set's local copy
     out: Path | None = None  # or `out_dir`: then the file is <out_dir>/<generator>/<prompt set>.json
     out_dir: Path | None = None
-    prompts_path: str | None = None
-    train_yaml: str | None = None
+    prompts_path: str | None = None  # the local copy of a single named set
+    train_yaml: str | None = None  # the training YAML of a single Composer checkpoint
     tokenizer: str | None = None
     seeds: int = 1
     first_seed: int = 0
@@ -116,23 +123,89 @@ def default_generator_name(spec: CheckpointSpec) -> str:
     return path.name
 
 
-class GenerationSetupError(ValueError):
-    """A run that cannot start (bad option combination); raised before any model is loaded."""
+def check_generator_path(generator: str) -> None:
+    """A generator name becomes folders under --out-dir: relative parts joined by '/', none of them '..'."""
+    parts = generator.split("/")
+    if "\\" in generator or "\0" in generator or any(part in ("", ".", "..") for part in parts):
+        raise ConfigError(
+            f"generator name {generator!r} (from --generator or the model path) would leave --out-dir: use "
+            "names joined by '/', without '..', '.', empty parts, a leading '/' or backslashes"
+        )
 
 
-BAD_INPUT_ERRORS = (
-    PromptSetError,
-    CheckpointLoadError,
-    OutputConflictError,
-    GenerationSetupError,
-    PromptTooLongError,
-)
+def _comma_items(value: str, option: str) -> list[str]:
+    """The items of a comma list; a value that names an existing path is one item, commas and all."""
+    if Path(value).expanduser().exists():
+        return [value]
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise ConfigError(f"{option} {value!r}: an empty item in the comma list")
+    return items
+
+
+def split_models(value: str, train_yaml: str | None = None) -> list[tuple[str, str | None]]:
+    """`--model` items as (checkpoint, training YAML): `CKPT.pt@TRAIN.yaml` or a checkpoint alone."""
+    items = _comma_items(value, "--model")
+    if train_yaml is not None and len(items) > 1:
+        raise ConfigError("--train-yaml is for a single model; in a --model list write CKPT.pt@TRAIN.yaml")
+    models = []
+    for item in items:
+        if "@" not in item or Path(item).expanduser().exists():
+            models.append((item, train_yaml))
+            continue
+        checkpoint, _, yaml = item.rpartition("@")
+        if not checkpoint or not yaml:
+            raise ConfigError(f"--model item {item!r}: write a Composer checkpoint as CKPT.pt@TRAIN.yaml")
+        if train_yaml is not None:
+            raise ConfigError(f"--model item {item!r} names its training YAML: drop --train-yaml")
+        models.append((checkpoint, yaml))
+    return models
+
+
+def split_prompt_sets(value: str, prompts_path: str | None = None) -> list[tuple[str, str | None]]:
+    """`--prompts` items as (set, local copy): `NAME=LOCAL_COPY` for a named set, or a set or file alone."""
+    items = _comma_items(value, "--prompts")
+    if prompts_path is not None and len(items) > 1:
+        raise ConfigError(
+            "--prompts-path is for a single prompt set; in a --prompts list write NAME=LOCAL_COPY"
+        )
+    sets = []
+    for item in items:
+        if "=" not in item or Path(item).expanduser().exists():
+            sets.append((item, prompts_path))
+            continue
+        name, _, path = item.partition("=")
+        if name not in NAMED_SETS or not path:
+            raise ConfigError(
+                f"--prompts item {item!r}: NAME=LOCAL_COPY is for the named sets {NAMED_SETS}, with a path"
+            )
+        if prompts_path is not None:
+            raise ConfigError(f"--prompts item {item!r} names its local copy: drop --prompts-path")
+        sets.append((name, path))
+    return sets
+
+
+def plan_runs(options: GenerationRun) -> list[GenerationRun]:
+    """One run per model x prompt set named in `options` (comma lists), model by model."""
+    models = split_models(options.model, options.train_yaml)
+    sets = split_prompt_sets(options.prompts, options.prompts_path)
+    if len(models) * len(sets) > 1 and options.out is not None:
+        raise ConfigError(
+            "--out FILE holds one model's answers to one prompt set; for several use --out-dir DIR"
+        )
+    if len(models) > 1 and options.generator is not None:
+        raise ConfigError("--generator names a single model; in a --model list each is named after its path")
+    return [
+        dataclasses.replace(options, model=model, train_yaml=yaml, prompts=prompts, prompts_path=path)
+        for model, yaml in models
+        for prompts, path in sets
+    ]
 
 
 def _use_chat_template(mode: str, tokenizer: Any) -> bool:
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if mode == "on" and not has_template:
-        raise GenerationSetupError("--chat-template on: the tokenizer defines no chat template")
+        raise ConfigError("--chat-template on: the tokenizer defines no chat template")
     return has_template if mode == "auto" else mode == "on"
 
 
@@ -170,37 +243,38 @@ def model_identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fingerprint.items() if k not in ("path", "train_yaml")}
 
 
-def prepare_run(run: GenerationRun, spec: CheckpointSpec | None = None) -> PreparedRun:
-    """Check prompts, checkpoint and options, and fingerprint them; loads no model."""
+def prepare_run(
+    run: GenerationRun, spec: CheckpointSpec | None = None, fingerprint: dict[str, Any] | None = None
+) -> PreparedRun:
+    """Check prompts, checkpoint and options, and fingerprint them (unless `fingerprint` is the spec's);
+    loads no model."""
     if run.seeds < 1:
-        raise GenerationSetupError(f"--seeds must be >= 1, got {run.seeds}")
+        raise ConfigError(f"--seeds must be >= 1, got {run.seeds}")
     if run.threads < 0:
-        raise GenerationSetupError(f"--threads must be >= 0 (0 = torch's default), got {run.threads}")
+        raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {run.threads}")
     if run.max_padding < 0:
-        raise GenerationSetupError(f"--max-padding must be >= 0, got {run.max_padding}")
+        raise ConfigError(f"--max-padding must be >= 0, got {run.max_padding}")
     if run.batch_size < 1:
-        raise GenerationSetupError(f"--batch-size must be >= 1, got {run.batch_size}")
+        raise ConfigError(f"--batch-size must be >= 1, got {run.batch_size}")
     if run.decoding.greedy and run.seeds > 1:
-        raise GenerationSetupError(
-            "greedy decoding (temperature 0) gives every seed the same text: use --seeds 1"
-        )
+        raise ConfigError("greedy decoding (temperature 0) gives every seed the same text: use --seeds 1")
     if run.chat_template not in CHAT_TEMPLATE_MODES:
-        raise GenerationSetupError(
-            f"--chat-template must be one of {CHAT_TEMPLATE_MODES}, got {run.chat_template!r}"
-        )
+        raise ConfigError(f"--chat-template must be one of {CHAT_TEMPLATE_MODES}, got {run.chat_template!r}")
     try:
         template_text = resolve_template(run.template)
     except ValueError as err:
-        raise GenerationSetupError(f"--template: {err}") from err
+        raise ConfigError(f"--template: {err}") from err
     prompt_set = load_prompt_set(run.prompts, run.prompts_path)
     spec = spec or identify_checkpoint(run.model, run.train_yaml, run.tokenizer)
     device, dtype = resolve_device_and_dtype(run.device, run.dtype)
     seeds = list(range(run.first_seed, run.first_seed + run.seeds))
     generator = run.generator or default_generator_name(spec)
     if (run.out is None) == (run.out_dir is None):
-        raise GenerationSetupError("give exactly one of --out FILE and --out-dir DIR")
+        raise ConfigError("give exactly one of --out FILE and --out-dir DIR")
+    if run.out_dir is not None:
+        check_generator_path(generator)
     out = Path(run.out) if run.out is not None else Path(run.out_dir) / generator / f"{prompt_set.name}.json"
-    fingerprint = checkpoint_fingerprint(spec)
+    fingerprint = fingerprint or checkpoint_fingerprint(spec)
     identity = {
         "model": model_identity(fingerprint),
         "prompts": {"name": prompt_set.name, "sha256": prompt_set.sha256, "count": len(prompt_set.prompts)},
@@ -224,13 +298,77 @@ def run_generation(run: GenerationRun, loaded: LoadedCheckpoint | None = None) -
     `loaded` lets a caller that already holds the model (a benchmark, the Gauntlet's open-ended
     evaluator) skip loading; it must be the checkpoint `run.model` names.
     """
-    started, clock = _now(), time.perf_counter()
     prepared = prepare_run(run, loaded.spec if loaded else None)
+    return _run_prepared(prepared, lambda: loaded or _load(prepared))
+
+
+def run_generations(
+    options: GenerationRun, report: Callable[[RunSummary], None] | None = None
+) -> list[RunSummary]:
+    """Every model x prompt set that `options` names (comma lists), model by model, each model loaded once.
+
+    Every item is checked before any generation: prompt sets read, checkpoints identified and fingerprinted,
+    output names checked and outputs inspected for another run's results. `report` hears of each finished run.
+    """
+    runs = plan_runs(options)
+    specs = {
+        (run.model, run.train_yaml): identify_checkpoint(run.model, run.train_yaml, run.tokenizer)
+        for run in runs
+    }
+    fingerprints = {spec: checkpoint_fingerprint(spec) for spec in set(specs.values())}
+    prepared = []
+    for run in runs:
+        spec = specs[run.model, run.train_yaml]
+        prepared.append(prepare_run(run, spec, fingerprints[spec]))
+    _refuse_shared_outputs(prepared)
+    for each in prepared:
+        if not each.run.overwrite:
+            inspect_output(each.paths, each.identity, each.expected)
+
+    holding: list[LoadedCheckpoint] = []  # the model of the current item, loaded when first needed
+
+    def model_for(each: PreparedRun) -> LoadedCheckpoint:
+        if holding and holding[0].spec != each.spec:
+            holding.clear()
+            gc.collect()  # release the previous model before the next one loads
+        if not holding:
+            holding.append(_load(each))
+        return holding[0]
+
+    summaries = []
+    for each in prepared:
+        summaries.append(_run_prepared(each, lambda each=each: model_for(each)))
+        if report is not None:
+            report(summaries[-1])
+    return summaries
+
+
+def _refuse_shared_outputs(prepared: list[PreparedRun]) -> None:
+    by_out: dict[Path, PreparedRun] = {}
+    for each in prepared:
+        other = by_out.setdefault(each.paths.out, each)
+        if other is not each:
+            raise ConfigError(
+                f"{each.paths.out}: both {other.run.model} on {other.prompt_set.name} and {each.run.model} on "
+                f"{each.prompt_set.name} would write it; give the models or prompt sets distinct names"
+            )
+
+
+def _load(prepared: PreparedRun) -> LoadedCheckpoint:
+    run = prepared.run
+    return load_checkpoint(
+        prepared.spec, prepared.device, prepared.dtype, run.attn_impl, run.trust_remote_code
+    )
+
+
+def _run_prepared(prepared: PreparedRun, model: Callable[[], LoadedCheckpoint]) -> RunSummary:
+    """Generate what `prepared`'s output lacks, under its lock; `model` is called only when there is work."""
+    started, clock = _now(), time.perf_counter()
     paths = prepared.paths
     with OutputLock(paths):
         state = (
             ResumeState(False, {})
-            if run.overwrite
+            if prepared.run.overwrite
             else inspect_output(paths, prepared.identity, prepared.expected)
         )
         if state.finished:
@@ -238,11 +376,7 @@ def run_generation(run: GenerationRun, loaded: LoadedCheckpoint | None = None) -
             return RunSummary(
                 paths.out, len(prepared.expected), 0, 0, True, {}, 0, time.perf_counter() - clock
             )
-        if loaded is None:
-            loaded = load_checkpoint(
-                prepared.spec, prepared.device, prepared.dtype, run.attn_impl, run.trust_remote_code
-            )
-        return _generate_missing(prepared, loaded, state, started)
+        return _generate_missing(prepared, model(), state, started)
 
 
 def _generate_missing(
@@ -250,8 +384,6 @@ def _generate_missing(
 ) -> RunSummary:
     import torch
     from tqdm import tqdm
-
-    from limit_foundry.provenance import git_commit, package_versions
 
     run, paths = prepared.run, prepared.paths
     if run.threads:

@@ -4,7 +4,7 @@ Three kinds, all loaded as (a transformers-style causal LM, its tokenizer):
 - `hf`: a transformers directory (or hub id) of any non-MPT architecture, via `AutoModelForCausalLM`.
 - `mpt`: an MPT directory: the HF exports written by LLM Foundry's `hf_checkpointer` and hub-format
   checkpoints (`mosaicml/mpt-7b`, local copies) alike, through `limit_foundry.models.hub_mpt`, which
-  builds LLM Foundry's own `MPTForCausalLM` (no remote code; LIMIT_FACTS §4).
+  builds LLM Foundry's own `MPTForCausalLM` (no remote code: LLM Foundry 0.22's MPT classes load them).
 - `composer`: a Composer `.pt` checkpoint plus the training YAML it came from. The model and tokenizer
   are built from the YAML's `model`/`tokenizer` sections with LLM Foundry's builders (base weights not
   downloaded), then the checkpoint's `state['model']` is loaded with its `model.` prefix stripped.
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import ConfigError, ModelLoadError, UserError
+from limit_foundry.io import sha256_file, sha256_tree, stable_json_hash
+from limit_foundry.models.weights import resolve_checkpoint_dir
+
 KINDS = ("hf", "mpt", "composer")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-
-
-class CheckpointLoadError(ValueError):
-    """A checkpoint that cannot be identified or loaded; the message names the path."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,14 @@ def identify_checkpoint(
     path = Path(model).expanduser()
     if path.is_file():
         if train_yaml is None:
-            raise CheckpointLoadError(
+            raise ModelLoadError(
                 f"{model}: a Composer checkpoint file needs --train-yaml (the YAML it was trained with)"
             )
         if not Path(train_yaml).is_file():
-            raise CheckpointLoadError(f"{train_yaml}: training YAML not found")
+            raise ModelLoadError(f"{train_yaml}: training YAML not found")
         return CheckpointSpec("composer", str(path), str(train_yaml), tokenizer)
     if train_yaml is not None:
-        raise CheckpointLoadError(f"{model}: --train-yaml is only for Composer .pt checkpoint files")
+        raise ModelLoadError(f"{model}: --train-yaml is only for Composer .pt checkpoint files")
     if path.is_dir():
         config_path = path / "config.json"
         if not config_path.is_file():
@@ -71,46 +71,33 @@ def identify_checkpoint(
                 if sharded
                 else "pass an HF model directory, or a Composer .pt file with --train-yaml"
             )
-            raise CheckpointLoadError(f"{model}: no config.json, not a model directory ({hint})")
+            raise ModelLoadError(f"{model}: no config.json, not a model directory ({hint})")
         try:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as err:
-            raise CheckpointLoadError(f"{config_path}: not valid JSON ({err.msg})") from err
+            raise ModelLoadError(f"{config_path}: not valid JSON ({err.msg})") from err
         kind = "mpt" if config.get("model_type") == "mpt" else "hf"
         return CheckpointSpec(kind, str(path), None, tokenizer)
     if _looks_like_hub_id(model):
         kind = "mpt" if model.split("/")[1].lower().startswith("mpt") else "hf"
         return CheckpointSpec(kind, model, None, tokenizer)
-    raise CheckpointLoadError(f"{model}: no such file or directory")
-
-
-def index_shards(index: Path) -> list[Path]:
-    """The shard files a `*.index.json` names, each of them present; otherwise an error naming the index."""
-    try:
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise CheckpointLoadError(f"{index}: not a weight index ({type(err).__name__}: {err})") from err
-    missing = [name for name in names if not (index.parent / name).is_file()]
-    if missing:
-        raise CheckpointLoadError(f"{index} names shards that are absent: {', '.join(missing)}")
-    return [index.parent / name for name in names]
+    raise ModelLoadError(f"{model}: no such file or directory")
 
 
 def composer_model_sections(train_yaml: str) -> dict[str, Any]:
     """The resolved `model` and `tokenizer` sections of the training YAML that built a Composer checkpoint."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    from limit_foundry.config import ConfigError, compose_config
+    from limit_foundry.config import compose_config  # omegaconf and the config layer: only when needed
 
     try:
         cfg = compose_config(train_yaml)
         sections = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "tokenizer")}
     except (ConfigError, KeyError, ValueError) as err:
-        raise CheckpointLoadError(
-            f"{train_yaml}: cannot read its model and tokenizer sections ({err})"
-        ) from err
-    except Exception as err:  # omegaconf's interpolation errors name the key
-        raise CheckpointLoadError(f"{train_yaml}: cannot resolve model/tokenizer sections ({err})") from err
+        raise ModelLoadError(f"{train_yaml}: cannot read its model and tokenizer sections ({err})") from err
+    except OmegaConfBaseException as err:  # interpolation errors name the key
+        raise ModelLoadError(f"{train_yaml}: cannot resolve model/tokenizer sections ({err})") from err
     return sections
 
 
@@ -119,8 +106,6 @@ def checkpoint_fingerprint(spec: CheckpointSpec) -> dict[str, Any]:
 
     A hub id is fingerprinted by name only (its files are fetched when loading).
     """
-    from limit_foundry.io import sha256_file, sha256_tree, stable_json_hash
-
     fingerprint: dict[str, Any] = {"kind": spec.kind, "path": spec.path}
     path = Path(spec.path)
     if spec.kind == "composer":
@@ -147,16 +132,17 @@ def resolve_device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointLoadError(f"--device {device}: CUDA is not available on this machine")
+        raise ModelLoadError(f"--device {device}: CUDA is not available on this machine")
     if dtype == "auto":
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     if dtype not in ("float32", "bfloat16", "float16"):
-        raise CheckpointLoadError(f"--dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+        raise ModelLoadError(f"--dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
     return device, dtype
 
 
 def resolve_attn_impl(attn_impl: str, device: str) -> str:
-    """MPT attention: flash-attn on CUDA when installed, torch otherwise (LIMIT_FACTS §4 CPU recipe)."""
+    """MPT attention: flash-attn on CUDA when installed, torch otherwise (LLM Foundry's default, flash,
+    needs flash-attn, which needs CUDA)."""
     if attn_impl != "auto":
         return attn_impl
     import importlib.util
@@ -170,7 +156,7 @@ def _load_tokenizer(source: str | Path, where: str):
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except Exception as err:  # transformers raises OSError/ValueError/KeyError for broken directories
-        raise CheckpointLoadError(f"{where}: tokenizer does not load ({type(err).__name__}: {err})") from err
+        raise ModelLoadError(f"{where}: tokenizer does not load ({type(err).__name__}: {err})") from err
 
 
 def _has_tokenizer(directory: Path) -> bool:
@@ -186,20 +172,20 @@ def _load_hf(spec: CheckpointSpec, dtype: str, trust_remote_code: bool):
             spec.path, torch_dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code
         )
     except Exception as err:  # transformers raises many types for a directory that does not load
-        raise CheckpointLoadError(f"{spec.path}: model does not load ({type(err).__name__}: {err})") from err
+        raise ModelLoadError(f"{spec.path}: model does not load ({type(err).__name__}: {err})") from err
     return model, _load_tokenizer(spec.tokenizer or spec.path, spec.tokenizer or spec.path)
 
 
 def _load_mpt(spec: CheckpointSpec, attn_impl: str):
-    from limit_foundry.models.hub_mpt import load_hub_mpt, resolve_checkpoint_dir
+    from limit_foundry.models.hub_mpt import load_hub_mpt  # imports LLM Foundry (~11 s): only when needed
 
     try:
         directory = resolve_checkpoint_dir(spec.path)
         model = load_hub_mpt(str(directory), attn_impl=attn_impl)
-    except Exception as err:  # config, weight-file and shape errors all mean "does not load"
-        raise CheckpointLoadError(f"{spec.path}: MPT checkpoint does not load ({err})") from err
+    except UserError as err:  # config, weight-file and shape errors, each naming its file or key
+        raise ModelLoadError(f"{spec.path}: MPT checkpoint does not load ({err})") from err
     if spec.tokenizer is None and not _has_tokenizer(directory):
-        raise CheckpointLoadError(f"{spec.path}: no tokenizer files in the directory; pass --tokenizer")
+        raise ModelLoadError(f"{spec.path}: no tokenizer files in the directory; pass --tokenizer")
     return model, _load_tokenizer(spec.tokenizer or directory, spec.tokenizer or spec.path)
 
 
@@ -216,7 +202,7 @@ def _load_composer(spec: CheckpointSpec, attn_impl: str):
     model_cfg = dict(sections["model"] or {})
     tokenizer_cfg = dict(sections["tokenizer"] or {})
     if "name" not in model_cfg or "name" not in tokenizer_cfg:
-        raise CheckpointLoadError(f"{spec.train_yaml}: needs `model.name` and `tokenizer.name`")
+        raise ModelLoadError(f"{spec.train_yaml}: needs `model.name` and `tokenizer.name`")
     name = model_cfg.pop("name")
     if name in ("hf_causal_lm", "limit_hf_mpt"):
         model_cfg["pretrained"] = False  # the checkpoint holds the weights; never fetch the base model's
@@ -229,18 +215,16 @@ def _load_composer(spec: CheckpointSpec, attn_impl: str):
         )
         composer_model = build_composer_model(name, model_cfg, tokenizer)
     except Exception as err:  # registry and constructor errors: report with the YAML named
-        raise CheckpointLoadError(f"{spec.train_yaml}: cannot build model {name!r} ({err})") from err
+        raise ModelLoadError(f"{spec.train_yaml}: cannot build model {name!r} ({err})") from err
     try:
         checkpoint = torch.load(spec.path, map_location="cpu", weights_only=False)
         state = checkpoint["state"]["model"]
     except Exception as err:  # a torn or foreign file
-        raise CheckpointLoadError(
-            f"{spec.path}: not a Composer checkpoint ({type(err).__name__}: {err})"
-        ) from err
+        raise ModelLoadError(f"{spec.path}: not a Composer checkpoint ({type(err).__name__}: {err})") from err
     model = composer_model.model
     result = model.load_state_dict(_strip_prefix(state), strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointLoadError(
+        raise ModelLoadError(
             f"{spec.path}: weights do not match the model built from {spec.train_yaml} "
             f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
         )

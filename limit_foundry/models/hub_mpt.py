@@ -1,23 +1,23 @@
 """Load the paper's base checkpoints (`mosaicml/mpt-7b`, `mosaicml/mpt-30b`) into LLM Foundry's own MPT.
 
-LLM Foundry 0.22 refuses `mosaicml/mpt-*` through `hf_causal_lm`, and its MPT classes reject the
-hub config's `attn_config.prefix_lm` (LIMIT_FACTS §4). This module adapts a hub-format config to
-what the current `MPTConfig` accepts, failing loudly on anything it cannot translate faithfully,
-and loads the weights (safetensors or bin, single or sharded). `ComposerHubMPTCausalLM` is
-registered into LLM Foundry as the model `limit_hf_mpt`.
+LLM Foundry 0.22 refuses `mosaicml/mpt-*` through `hf_causal_lm` (llmfoundry.models.hf.hf_causal_lm), and its
+MPT classes reject the hub config's `attn_config.prefix_lm`, an option they no longer implement. This module
+adapts a hub-format config to what the current `MPTConfig` accepts, failing loudly on anything it cannot
+translate faithfully, and loads the weights (safetensors or bin, single or sharded, one shard at a time).
+`ComposerHubMPTCausalLM` is registered into LLM Foundry as the model `limit_hf_mpt`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from llmfoundry.models.mpt import ComposerMPTCausalLM, MPTConfig, MPTForCausalLM
 
-from limit_foundry.models.checkpoints import index_shards
+from limit_foundry.errors import ConfigError, ModelLoadError
+from limit_foundry.models.weights import load_weights_shard_by_shard, resolve_checkpoint_dir, weight_files
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ _OBSOLETE_ATTN_OPTIONS = {"prefix_lm": False}
 _ATTN_IMPLS = ("torch", "flash")
 
 
-class HubMPTConfigError(ValueError):
-    """A hub MPT config that cannot be translated without changing what the model computes."""
-
-
 def _known_mpt_arguments() -> set[str]:
     import inspect
 
@@ -62,10 +58,10 @@ def adapt_hub_mpt_config(
     from llmfoundry.models.utils.config_defaults import attn_config_defaults
 
     if attn_impl not in _ATTN_IMPLS:
-        raise HubMPTConfigError(f"attn_impl must be one of {_ATTN_IMPLS}, got {attn_impl!r}")
+        raise ConfigError(f"attn_impl must be one of {_ATTN_IMPLS}, got {attn_impl!r}")
     model_type = hub_config.get("model_type", "mpt")
     if model_type != "mpt":
-        raise HubMPTConfigError(f"{source}: model_type is {model_type!r}, not an MPT checkpoint")
+        raise ModelLoadError(f"{source}: model_type is {model_type!r}, not an MPT checkpoint")
 
     known = _known_mpt_arguments()
     adapted: dict[str, Any] = {}
@@ -73,7 +69,7 @@ def adapt_hub_mpt_config(
         if key in _PACKAGING_KEYS:
             continue
         if key not in known:
-            raise HubMPTConfigError(f"{source}: unknown MPT config key {key!r}; cannot adapt it")
+            raise ModelLoadError(f"{source}: unknown MPT config key {key!r}; cannot adapt it")
         adapted[key] = value
 
     attn_config = dict(hub_config.get("attn_config") or {})
@@ -81,13 +77,13 @@ def adapt_hub_mpt_config(
         if key in attn_config:
             value = attn_config.pop(key)
             if value != supported:
-                raise HubMPTConfigError(
+                raise ModelLoadError(
                     f"{source}: attn_config.{key}={value!r} is not supported by LLM Foundry 0.22's MPT "
                     f"(only {supported!r} can be loaded faithfully)"
                 )
     unknown_attn = sorted(set(attn_config) - set(attn_config_defaults))
     if unknown_attn:
-        raise HubMPTConfigError(f"{source}: unknown attn_config keys {unknown_attn}; cannot adapt them")
+        raise ModelLoadError(f"{source}: unknown attn_config keys {unknown_attn}; cannot adapt them")
     attn_config["attn_impl"] = attn_impl
     attn_config["attn_uses_sequence_id"] = attn_uses_sequence_id
     adapted["attn_config"] = attn_config
@@ -100,80 +96,21 @@ def adapt_hub_mpt_config(
     return adapted
 
 
-def resolve_checkpoint_dir(name_or_path: str, revision: str | None = None) -> Path:
-    """A local directory as is; a hub id downloaded (config and weights only) with the user's HF token."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or name_or_path.startswith((".", "/")):
-        raise FileNotFoundError(f"{name_or_path}: not a checkpoint directory")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(
-                name_or_path,
-                revision=revision,
-                allow_patterns=["*.json", "*.safetensors", "*.bin"],
-                token=os.environ.get("HF_TOKEN") or None,
-            )
-        )
-    except Exception as err:  # the hub client raises many types; all mean "not available here"
-        raise FileNotFoundError(
-            f"could not fetch {name_or_path!r} from the Hugging Face hub ({type(err).__name__}: {err}). "
-            "Pass a local directory holding config.json and the weights instead."
-        ) from err
-
-
 def read_hub_config(checkpoint_dir: Path) -> dict[str, Any]:
     config_path = checkpoint_dir / "config.json"
     if not config_path.exists():
-        raise FileNotFoundError(f"{checkpoint_dir}: no config.json, not a hub-format MPT checkpoint")
+        raise ModelLoadError(f"{checkpoint_dir}: no config.json, not a hub-format MPT checkpoint")
     try:
         return json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
-        raise HubMPTConfigError(f"{config_path}: not valid JSON ({err.msg})") from err
-
-
-def _weight_files(checkpoint_dir: Path) -> list[Path]:
-    for single, index in (
-        ("model.safetensors", "model.safetensors.index.json"),
-        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
-    ):
-        if (checkpoint_dir / single).exists():
-            return [checkpoint_dir / single]
-        if (checkpoint_dir / index).exists():
-            return index_shards(checkpoint_dir / index)
-    raise FileNotFoundError(
-        f"{checkpoint_dir}: no weights (model.safetensors, pytorch_model.bin or a sharded index)"
-    )
-
-
-def load_hub_state_dict(checkpoint_dir: Path) -> dict[str, Any]:
-    import torch
-
-    state: dict[str, Any] = {}
-    for file in _weight_files(checkpoint_dir):
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state.update(load_file(file))
-        else:
-            state.update(torch.load(file, map_location="cpu", weights_only=True))
-    return state
+        raise ModelLoadError(f"{config_path}: not valid JSON ({err.msg})") from err
 
 
 def load_weights_into(model: MPTForCausalLM, checkpoint_dir: Path) -> None:
-    """Copy a hub checkpoint's tensors into `model`; any missing or unexpected tensor is an error."""
-    state = load_hub_state_dict(checkpoint_dir)
-    if model.config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise HubMPTConfigError(
-            f"{checkpoint_dir}: weights do not match the adapted MPT "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
-        )
+    """Copy a hub checkpoint's tensors into `model`, one shard at a time; any missing or unexpected tensor
+    is an error naming it."""
+    tied = frozenset({"lm_head.weight"}) if model.config.tie_word_embeddings else frozenset()
+    load_weights_shard_by_shard(model, weight_files(checkpoint_dir), ignore=tied)
 
 
 def load_hub_mpt(
@@ -189,7 +126,11 @@ def load_hub_mpt(
         read_hub_config(checkpoint_dir), attn_impl, attn_uses_sequence_id, str(checkpoint_dir / "config.json")
     )
     kwargs.update(config_overrides or {})
-    model = MPTForCausalLM(MPTConfig(**kwargs))
+    try:
+        config = MPTConfig(**kwargs)
+    except (ValueError, NotImplementedError) as err:  # MPTConfig's own validation of the values
+        raise ModelLoadError(f"{checkpoint_dir / 'config.json'}: not a valid MPT config ({err})") from err
+    model = MPTForCausalLM(config)
     load_weights_into(model, checkpoint_dir)
     return model
 

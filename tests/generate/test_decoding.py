@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from limit_foundry.errors import ConfigError, InternalError
 from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
 
 
@@ -40,7 +41,7 @@ def test_defaults_follow_lima_and_are_recorded():
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         DecodingSettings(**kwargs)
 
 
@@ -139,5 +140,5 @@ def test_repetition_penalty_ignores_left_padding():
 
 def test_sampler_refuses_a_batch_it_was_not_started_for():
     sampler = SeededSampler(DecodingSettings())
-    with pytest.raises(RuntimeError, match="start"):
+    with pytest.raises(InternalError, match="start"):
         sampler(torch.zeros((1, 1), dtype=torch.long), torch.zeros((1, 4)))

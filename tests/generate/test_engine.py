@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from limit_foundry.data.prompt_sets import Prompt
+from limit_foundry.errors import PromptTooLongError
 from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.engine import (
-    PromptTooLongError,
     WorkItem,
     build_work_items,
     eos_token_ids,

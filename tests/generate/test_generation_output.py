@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from limit_foundry.errors import OutputConflictError
 from limit_foundry.generate.output import (
-    OutputConflictError,
     OutputLock,
     OutputPaths,
     clear_output,

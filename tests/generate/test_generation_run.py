@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 import limit_foundry.generate.run as generation_run
+from limit_foundry.errors import ConfigError, ModelLoadError, OutputConflictError
 from limit_foundry.generate.decoding import DecodingSettings
-from limit_foundry.generate.output import OutputConflictError
 from limit_foundry.generate.run import (
     GenerationRun,
-    GenerationSetupError,
     default_generator_name,
     run_generation,
 )
-from limit_foundry.models.checkpoints import CheckpointLoadError, CheckpointSpec
+from limit_foundry.models.checkpoints import CheckpointSpec
 
 SHORT = DecodingSettings(max_new_tokens=12)
 OUTPUT_FIELDS = {
@@ -180,7 +179,7 @@ def test_finished_run_is_not_redone_and_changed_settings_are_refused(
     broken = tmp_path / "broken_model"
     shutil.copytree(tiny_llama_dir, broken)
     (broken / "model.safetensors").write_bytes(b"truncated")
-    with pytest.raises(CheckpointLoadError, match="model does not load"):
+    with pytest.raises(ModelLoadError, match="model does not load"):
         run_generation(run_of(broken, prompts_file, out, overwrite=True))
     assert out.stat().st_mtime_ns == before, "--overwrite keeps the old results until the new run can start"
     summary = run_generation(run_of(tiny_llama_dir, prompts_file, out, seeds=1, overwrite=True))
@@ -247,7 +246,7 @@ def test_chat_template_is_used_when_asked_and_recorded(tiny_llama_dir, prompts_f
     assert all(
         a["prompt_tokens"] < o["prompt_tokens"] for a, o in zip(auto_records, off_records, strict=True)
     )
-    with pytest.raises(GenerationSetupError, match="no chat template"):
+    with pytest.raises(ConfigError, match="no chat template"):
         run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "x.json", chat_template="on"))
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from limit_foundry.errors import ModelLoadError
 from limit_foundry.models.hub_mpt import (
     ComposerHubMPTCausalLM,
-    HubMPTConfigError,
     adapt_hub_mpt_config,
     load_hub_mpt,
 )
@@ -72,30 +72,32 @@ def hub_style_config(source_config: dict) -> dict:
 
 
 def write_hub_checkpoint(directory: Path, weights: str) -> torch.nn.Module:
-    """A tiny MPT saved in the hub's layout; returns the source model."""
+    """A tiny MPT saved in the hub's layout (`safetensors`, `bin`, `sharded-safetensors` or `sharded-bin`, three
+    shards with an index like mpt-7b on the hub); returns the source model."""
+    from safetensors.torch import save_file
+
     source = build_tiny_mpt(seed=7)
     directory.mkdir(parents=True)
     state = {k: v.clone() for k, v in source.state_dict().items()}
     (directory / "config.json").write_text(json.dumps(hub_style_config(source.config.to_dict()), indent=2))
-    if weights == "safetensors":
-        from safetensors.torch import save_file
-
-        save_file(state, directory / "model.safetensors")
-    elif weights == "bin":
-        torch.save(state, directory / "pytorch_model.bin")
-    else:  # sharded bin with an index, like mpt-7b on the hub
-        names = sorted(state)
-        half = len(names) // 2
-        weight_map = {}
-        for i, part in enumerate((names[:half], names[half:]), start=1):
-            shard = f"pytorch_model-0000{i}-of-00002.bin"
-            torch.save({k: state[k] for k in part}, directory / shard)
-            weight_map.update(dict.fromkeys(part, shard))
-        (directory / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    fmt = weights.removeprefix("sharded-")
+    save = save_file if fmt == "safetensors" else torch.save
+    base = "model" if fmt == "safetensors" else "pytorch_model"
+    if not weights.startswith("sharded-"):
+        save(state, directory / f"{base}.{fmt}")
+        return source
+    names = sorted(state)
+    weight_map = {}
+    for i in range(3):
+        part = names[i::3]
+        shard = f"{base}-0000{i + 1}-of-00003.{fmt}"
+        save({k: state[k] for k in part}, directory / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+    (directory / f"{base}.{fmt}.index.json").write_text(json.dumps({"weight_map": weight_map}))
     return source
 
 
-@pytest.mark.parametrize("weights", ["safetensors", "bin", "sharded-bin"])
+@pytest.mark.parametrize("weights", ["safetensors", "bin", "sharded-safetensors", "sharded-bin"])
 def test_loaded_weights_and_logits_equal_the_source(tmp_path: Path, weights: str) -> None:
     source = write_hub_checkpoint(tmp_path / "mpt", weights)
     loaded = load_hub_mpt(str(tmp_path / "mpt"), attn_impl="torch")
@@ -140,7 +142,7 @@ def test_prefix_lm_true_is_refused_with_the_key_named() -> None:
         }
     )
     config["attn_config"]["prefix_lm"] = True
-    with pytest.raises(HubMPTConfigError, match="prefix_lm"):
+    with pytest.raises(ModelLoadError, match="prefix_lm"):
         adapt_hub_mpt_config(config)
 
 
@@ -155,12 +157,12 @@ def test_unknown_keys_and_non_mpt_configs_are_refused(tmp_path: Path) -> None:
             "vocab_size": 1024,
         }
     )
-    with pytest.raises(HubMPTConfigError, match="'mystery_knob'"):
+    with pytest.raises(ModelLoadError, match="'mystery_knob'"):
         adapt_hub_mpt_config({**base, "mystery_knob": 3})
-    with pytest.raises(HubMPTConfigError, match="not an MPT"):
+    with pytest.raises(ModelLoadError, match="not an MPT"):
         adapt_hub_mpt_config({**base, "model_type": "llama"})
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(ModelLoadError, match="no config.json"):
         load_hub_mpt(str(tmp_path / "empty"))
 
 
@@ -168,5 +170,36 @@ def test_missing_weights_are_named(tmp_path: Path) -> None:
     source_dir = tmp_path / "mpt"
     write_hub_checkpoint(source_dir, "safetensors")
     (source_dir / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="no weights"):
+    with pytest.raises(ModelLoadError, match="no weights"):
         load_hub_mpt(str(source_dir))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_sharded_checkpoint_loads_shard_by_shard_equal_to_the_unsharded_one(tmp_path: Path, fmt: str) -> None:
+    write_hub_checkpoint(tmp_path / "whole", fmt)
+    write_hub_checkpoint(tmp_path / "sharded", f"sharded-{fmt}")
+    assert len(list((tmp_path / "sharded").glob(f"*-of-00003.{fmt}"))) == 3
+    whole = load_hub_mpt(str(tmp_path / "whole")).state_dict()
+    sharded = load_hub_mpt(str(tmp_path / "sharded")).state_dict()
+    assert whole.keys() == sharded.keys()
+    for name, tensor in whole.items():
+        assert torch.equal(tensor, sharded[name]), name
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_a_missing_or_extra_tensor_in_a_shard_is_named(tmp_path: Path, fmt: str) -> None:
+    from safetensors.torch import load_file, save_file
+
+    read = load_file if fmt == "safetensors" else torch.load
+    save = save_file if fmt == "safetensors" else torch.save
+    directory = tmp_path / "mpt"
+    write_hub_checkpoint(directory, f"sharded-{fmt}")
+    last = sorted(directory.glob(f"*-of-00003.{fmt}"))[-1]
+    tensors = read(last)
+    dropped = sorted(tensors)[0]
+    save({k: v for k, v in tensors.items() if k != dropped}, last)
+    with pytest.raises(ModelLoadError, match=rf"weights do not match the model \(missing {dropped}\)"):
+        load_hub_mpt(str(directory))
+    save({**tensors, "transformer.bogus.weight": torch.zeros(2)}, last)
+    with pytest.raises(ModelLoadError, match=r"\(unexpected transformer\.bogus\.weight\)"):
+        load_hub_mpt(str(directory))

@@ -1,36 +1,32 @@
-"""`python -m limit_foundry.generate`: answer a prompt set with any checkpoint, batched, seeded, resumable.
+"""`limit-foundry generate`: answer prompt sets with any checkpoints, batched, seeded, resumable.
 
-The command line of `limit_foundry.generate.run` (see there for output files, manifest and resume).
-One output file holds every seed of one model; `make generate` runs it over several checkpoints.
+A thin layer over `limit_foundry.generate.run.run_generations` (see there for output files, manifest and
+resume). One output file holds every seed of one model on one prompt set.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from limit_foundry.cli.common import run_command
 from limit_foundry.data.prompt_sets import NAMED_SETS
 from limit_foundry.data.templates import TEMPLATES
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import DEFAULT_MAX_PADDING
-from limit_foundry.generate.run import (
-    BAD_INPUT_ERRORS,
-    CHAT_TEMPLATE_MODES,
-    GenerationRun,
-    GenerationSetupError,
-    run_generation,
-)
+from limit_foundry.generate.run import CHAT_TEMPLATE_MODES, GenerationRun, RunSummary, run_generations
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "limit-foundry generate") -> argparse.ArgumentParser:
     defaults = DecodingSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m limit_foundry.generate",
+        prog=prog,
         description=(
             "Answer a prompt set with a checkpoint for one or more sampling seeds, writing AlpacaEval-style "
-            "records (one JSON file holding every seed) plus <out>.manifest.json. Resumable: rerun the same "
-            f"command after a kill. Decoding {PAPER_DEFAULTS_NOTE}."
+            "records (one JSON file holding every seed) plus <out>.manifest.json. Several models and prompt "
+            "sets (comma lists) run in turn, model by model, into --out-dir; every item is checked before any "
+            "generation. Resumable: rerun the same command after a kill. "
+            f"Decoding {PAPER_DEFAULTS_NOTE}."
         ),
     )
     model = parser.add_argument_group("model")
@@ -38,9 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         required=True,
         help="an HF model directory (LLM Foundry's HF exports included), an MPT directory or hub id "
-        "(e.g. mosaicml/mpt-7b, loaded into LLM Foundry's MPT), or a Composer .pt checkpoint (with --train-yaml)",
+        "(e.g. mosaicml/mpt-7b, loaded into LLM Foundry's MPT), or a Composer .pt checkpoint (with --train-yaml); "
+        "or a comma list of them, a Composer checkpoint written CKPT.pt@TRAIN.yaml",
     )
-    model.add_argument("--train-yaml", help="the training YAML of a Composer .pt checkpoint (default: none)")
+    model.add_argument(
+        "--train-yaml", help="the training YAML of a single Composer .pt checkpoint (default: none)"
+    )
     model.add_argument("--tokenizer", help="tokenizer directory or hub id (default: the checkpoint's own)")
     model.add_argument(
         "--device", default="auto", help="cpu, cuda or cuda:N (default: auto = cuda if available)"
@@ -68,11 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompts",
         required=True,
         help=f"a named set {NAMED_SETS} or a prompt file: .jsonl (instruction/prompt/conversations, "
-        "optional prompt_id) or .txt in the LIMIT release layout",
+        "optional prompt_id) or .txt in the LIMIT release layout; or a comma list of them, a named set's "
+        "local copy written NAME=LOCAL_COPY",
     )
     prompts.add_argument(
         "--prompts-path",
-        help="local copy of a named set: for lima_test a GAIR/lima test file or directory (jsonl/parquet) or "
+        help="local copy of a single named set: for lima_test a GAIR/lima test file or directory (jsonl/parquet) or "
         "LIMIT's lima_test_prompts.txt; instruct_v3_test needs LIMIT's instructv3_test_prompts.txt "
         "(default: lima_test from the hub with your HF token)",
     )
@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = parser.add_argument_group("run")
     where = run.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", type=Path, help="output JSON (all seeds in one file)")
+    where.add_argument(
+        "--out", type=Path, help="output JSON (all seeds in one file; one model and one prompt set)"
+    )
     where.add_argument(
         "--out-dir", type=Path, help="write <out-dir>/<generator>/<prompt set>.json instead (for sweeps)"
     )
@@ -128,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+seeds-1 (default: 0)"
     )
     run.add_argument(
-        "--generator", help="the records' `generator` name (default: derived from the model path)"
+        "--generator",
+        help="the records' `generator` name, a folder under --out-dir (default: derived from the model path)",
     )
     run.add_argument(
         "--batch-size", type=int, default=16, help="prompts per generate call (default: %(default)s)"
@@ -160,18 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_from_args(args: argparse.Namespace) -> GenerationRun:
-    try:
-        decoding = DecodingSettings(
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
-            repetition_penalty=args.repetition_penalty,
-            max_new_tokens=args.max_new_tokens,
-            stop_strings=tuple(args.stop),
-        )
-    except ValueError as err:
-        raise GenerationSetupError(str(err)) from err
+def options_from_args(args: argparse.Namespace) -> GenerationRun:
+    decoding = DecodingSettings(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        stop_strings=tuple(args.stop),
+    )
     return GenerationRun(
         model=args.model,
         prompts=args.prompts,
@@ -199,23 +199,22 @@ def run_from_args(args: argparse.Namespace) -> GenerationRun:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        summary = run_generation(run_from_args(args))
-    except BAD_INPUT_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def print_summary(summary: RunSummary) -> None:
     if summary.already_finished:
-        print(f"{summary.out}: already finished ({summary.records} records); nothing to do")
-        return 0
+        print(f"{summary.out}: already finished ({summary.records} records); nothing to do", flush=True)
+        return
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.finish_reasons.items()))
     print(
         f"{summary.out}: {summary.records} records ({summary.generated_now} generated now, {summary.resumed} "
-        f"resumed); finish reasons: {reasons}; {summary.generated_tokens} tokens at {summary.tokens_per_s:.1f} tok/s"
+        f"resumed); finish reasons: {reasons}; {summary.generated_tokens} tokens at {summary.tokens_per_s:.1f} tok/s",
+        flush=True,
     )
-    return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def main(argv: list[str] | None = None, prog: str = "limit-foundry generate") -> int:
+    args = build_parser(prog).parse_args(argv)
+
+    def generate() -> None:
+        run_generations(options_from_args(args), report=print_summary)
+
+    return run_command(generate, interrupted_hint="rerun the same command to resume")
