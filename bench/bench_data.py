@@ -1,4 +1,4 @@
-"""Data benchmarks of issue 3: padding waste, effective training throughput, MDS build throughput.
+"""Data benchmarks: padding waste, effective training throughput, MDS build throughput.
 
 1. Padding waste (share of batch tokens that are padding), one epoch through the registered
    `limit_finetuning` loader, paper config (every row padded to max_seq_len, no packing) vs
@@ -6,7 +6,7 @@
    and 8192 (30B runs, microbatch 1). Tokenizer: SmolLM2's 49k BPE (a real subword tokenizer;
    the paper's gpt-neox-20b is not reachable offline). Data: the 1,000 real Instruct-v1 rows in
    ../shared and a LIMA-length sample: LIMA has ~750,000 tokens over exactly 1,000 sequences
-   (LIMA paper §2), so 1,000 rows of real Instruct-v1 text, each re-cut to a seeded length around
+   (LIMA, Zhou et al. 2023), so 1,000 rows of real Instruct-v1 text, each re-cut to a seeded length around
    750 tokens (lognormal, sigma 0.6, 64..4,000). Packing ratios: LLM Foundry's `auto` and this
    loader's `fit` (97% mean fill from the real token lengths); samples still waiting in the
    packer's leftover bins at the end of the epoch are reported (emitted first in the next epoch).
@@ -38,7 +38,7 @@ from limit_foundry.data.packing import padding_tokens
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 INSTRUCT_V1 = SHARED / "data" / "instruct_v1" / "dolly_hhrlhf_train_small.jsonl"
-LIMA_MEAN_TOKENS = 750  # LIMA paper §2: ~750,000 tokens over 1,000 sequences
+LIMA_MEAN_TOKENS = 750  # LIMA (Zhou et al. 2023): ~750,000 tokens over 1,000 sequences
 
 
 def lima_length_sample(out: Path, tokenizer, rows: int = 1000, seed: int = 17) -> Path:

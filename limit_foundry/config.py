@@ -3,24 +3,24 @@
 LLM Foundry takes one flat YAML. The paper's eight runs share everything but their data, so a run
 file names its parent with `inherit: <path relative to this file>` and overrides only what
 differs; `compose_config` merges the chain (dicts deep-merged, lists and scalars replaced) and
-applies `key=value` overrides. The result is what LLM Foundry receives: `python -m
-limit_foundry.config show yamls/<run>.yaml` prints it.
+applies `key=value` overrides. The result is what LLM Foundry receives: `limit-foundry config show
+yamls/<run>.yaml` prints it.
+
+This is the bottom layer: `validate_config` runs LLM Foundry's validation and the model path check.
+The data loader's own checks (datasets built, packing safe) belong to the data layer, which composes
+both in `limit_foundry.data.dataloader.validate_training_config`.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from limit_foundry.errors import ConfigError
+
 INHERIT_KEY = "inherit"
-
-
-class ConfigError(ValueError):
-    """A config that would fail (or silently misbehave) in LLM Foundry; the message names the key or path."""
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -80,10 +80,11 @@ def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def validate_config(cfg: DictConfig, check_paths: bool = True) -> dict[str, Any]:
-    """Run LLM Foundry's own config validation, plus the checks it leaves to training time.
+    """Run LLM Foundry's own config validation, plus the model path check it leaves to training time.
 
-    Raises ConfigError (unknown keys, unresolved values, missing data or model paths) before anything
-    is written; returns the resolved config as a plain dict.
+    Raises ConfigError (unknown keys, unresolved values, a model directory that is not a checkpoint)
+    before anything is written; returns the resolved config as a plain dict. Training also needs the
+    data loader's checks: call `limit_foundry.data.dataloader.validate_training_config`, which runs both.
     """
     from llmfoundry.command_utils.train import TRAIN_CONFIG_KEYS, TrainConfig
     from llmfoundry.command_utils.train import validate_config as foundry_validate
@@ -98,8 +99,6 @@ def validate_config(cfg: DictConfig, check_paths: bool = True) -> dict[str, Any]
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from err
     _check_model(resolved.get("model", {}), check_paths)
-    for hook in _extra_validators():
-        hook(resolved, check_paths)
     return resolved
 
 
@@ -116,58 +115,9 @@ def _check_model(model: dict[str, Any], check_paths: bool) -> None:
         )
 
 
-def _extra_validators() -> list:
-    """Checks contributed by other parts of the package (data paths, packing)."""
-    validators = []
-    try:
-        from limit_foundry.data.dataloader import validate_train_loader
+if __name__ == "__main__":  # `python -m limit_foundry.config`: the same as `limit-foundry config`
+    import runpy
+    import sys
 
-        validators.append(validate_train_loader)
-    except ImportError:
-        pass
-    return validators
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m limit_foundry.config",
-        description="Show or validate a training config exactly as LLM Foundry will receive it.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("show", "print the composed config (inheritance merged, overrides applied) as YAML"),
-        ("validate", "run LLM Foundry's config validation and this package's path checks"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("config", help="a YAML under yamls/ (may use `inherit:`)")
-        p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. variables.data_root=/data")
-        if name == "show":
-            p.add_argument(
-                "--no-resolve",
-                action="store_true",
-                help="keep ${...} interpolations instead of resolving them (default: resolve)",
-            )
-        else:
-            p.add_argument(
-                "--no-path-checks",
-                action="store_true",
-                help="skip checks that data and model paths exist (default: check)",
-            )
-    args = parser.parse_args(argv)
-    try:
-        cfg = compose_config(args.config, args.overrides)
-        if args.command == "show":
-            if not args.no_resolve:
-                resolved_dict(cfg)  # fail with the key named rather than print a broken config
-            sys.stdout.write(to_yaml(cfg, resolve=not args.no_resolve))
-        else:
-            validate_config(cfg, check_paths=not args.no_path_checks)
-            print(f"{args.config}: valid")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.argv[1:1] = ["config"]
+    runpy.run_module("limit_foundry.cli", run_name="__main__")

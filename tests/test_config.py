@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.config import ConfigError, compose_config, main, resolved_dict, validate_config
+from limit_foundry.cli.config import main
+from limit_foundry.config import ConfigError, compose_config, resolved_dict, validate_config
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_RUNS = {
-    # run file: (model size, recipe) — LIMIT_FACTS §1, "The eight finetuning runs"
+    # run file: (model size, recipe): the eight finetuning runs of Jha et al. 2023 (LIMIT)
     "mpt7b_lima": ("7b", "lima"),
     "mpt7b_instruct": ("7b", "instruct_v1"),
     "mpt7b_instruct_subset": ("7b", "instruct_v1_5k"),
@@ -20,7 +21,7 @@ PAPER_RUNS = {
     "mpt30b_instruct_subset": ("30b", "instruct_v3_1k"),
     "mpt30b_mix": ("30b", "instruct_v3_1k_lima"),
 }
-# LIMIT_FACTS §1, "Hyperparameters": the expected values, written out independently of the YAMLs.
+# The paper's hyperparameters (Jha et al. 2023, per model size), written out independently of the YAMLs.
 PAPER_TABLE = {
     "7b": {
         "base": "mosaicml/mpt-7b",

@@ -40,7 +40,7 @@ def test_entry_point_resolves_and_does_not_shadow_a_builtin(entry_point, builtin
     from llmfoundry import registry
 
     group = entry_point.group.removeprefix("llmfoundry_")
-    # An entry point named like a built-in silently replaces it (LIMIT_FACTS §4).
+    # An entry point named like a built-in silently replaces it (LLM Foundry 0.22's catalogue registries).
     assert entry_point.name not in builtin_names[group], f"{entry_point.name} shadows LLM Foundry's built-in"
     resolved = getattr(registry, group).get(entry_point.name)
     assert resolved is entry_point.load()

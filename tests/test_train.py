@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.train import main
+from limit_foundry.cli.train import main
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSER = Path(sys.executable).parent / "composer"

@@ -9,8 +9,10 @@ same inputs is left alone ("up to date"); different inputs need `overwrite`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,18 +20,26 @@ from typing import Any, Literal
 
 from limit_foundry.data import mds
 from limit_foundry.data.mixtures import find_duplicates, split_heldout, stratified_subset, uniform_subset
+from limit_foundry.data.overlap import OverlapOptions, write_overlap_reports
 from limit_foundry.data.rebuild import NAME as REBUILD_NAME
 from limit_foundry.data.rebuild import rebuild_instruct_v1
-from limit_foundry.data.recipes import PUBLISHED_SOURCE_ROWS, Recipe, RecipeError, parse_recipe, term_counts
+from limit_foundry.data.recipes import (
+    PUBLISHED_SOURCE_ROWS,
+    Recipe,
+    RecipeError,
+    expand_recipes,
+    parse_recipe,
+    term_counts,
+)
 from limit_foundry.data.rows import DropLog, OnBadRow, Row, reject
 from limit_foundry.data.sources import (
     BUILTIN_SOURCES,
     LimaMultiTurn,
     LoadedSource,
-    SourceError,
     SourceSpec,
     load_source,
 )
+from limit_foundry.errors import DataError, ModelLoadError, OutputConflictError
 from limit_foundry.io import atomic_directory, atomic_write_json, stable_json_hash
 from limit_foundry.provenance import git_commit, package_versions
 
@@ -83,9 +93,7 @@ class SourceCache:
         if name in BUILTIN_SOURCES:
             return BUILTIN_SOURCES[name]
         known = sorted([*BUILTIN_SOURCES, REBUILD_NAME, *self.options.user_sources])
-        raise SourceError(
-            f"unknown source {name!r}: known sources are {known} (add others with --user-source)"
-        )
+        raise DataError(f"unknown source {name!r}: known sources are {known} (add others with --user-source)")
 
     def source(self, name: str) -> LoadedSource:
         if name not in self._loaded:
@@ -115,7 +123,7 @@ class SourceCache:
 
             self._tokenizer = load_tokenizer(self.options.tokenizer, self.options.max_seq_len)
             if self._tokenizer.eos_token_id is None:
-                raise ValueError(
+                raise ModelLoadError(
                     f"tokenizer {self.options.tokenizer}: has no EOS token; training targets need one"
                 )
         return self._tokenizer
@@ -276,7 +284,7 @@ def build_recipe(
         if existing.get("build_key") == key and not overwrite:
             return BuildResult(target, existing, "up_to_date")
         if not overwrite:
-            raise FileExistsError(
+            raise OutputConflictError(
                 f"{target} exists but was built from other inputs (recipe {existing.get('recipe', {}).get('spec')!r}, "
                 f"seed {existing.get('seed')}); pass --overwrite to replace it"
             )
@@ -318,3 +326,64 @@ def build_recipe(
         _readable(tmp)
     log.info("built %s: %d rows (%s)", target, len(rows), manifest["content_sha256"][:12])
     return BuildResult(target, manifest, "built")
+
+
+@dataclass
+class DatasetsOptions:
+    """One `limit-foundry data` run: the recipes, where they go, how they are built, what is reported."""
+
+    recipes: list[str]  # named recipes, `all`, or ad-hoc ones (limit_foundry.data.recipes)
+    out: Path = Path("data")
+    build: BuildOptions = field(default_factory=BuildOptions)
+    overwrite: bool = False
+    progress: bool = True
+    overlap: OverlapOptions | None = None  # None: no contamination report
+
+
+@dataclass
+class DatasetsResult:
+    built: list[BuildResult]
+    failed: dict[str, str]  # recipe name -> why it failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _status_line(result: BuildResult) -> str:
+    manifest = result.manifest
+    rows = {split: entry["rows"] for split, entry in manifest["splits"].items()}
+    paper = manifest.get("matches_paper_rows") in (None, True)
+    note = "" if paper else f" (paper: {manifest['paper_rows']})"
+    return (
+        f"{result.status}: {result.path} rows {json.dumps(rows)}{note}, dropped {manifest['rows_dropped']}, "
+        f"sha256 {manifest['content_sha256'][:16]}"
+    )
+
+
+def build_datasets(options: DatasetsOptions) -> DatasetsResult:
+    """Build every recipe (each source read once), printing one status line per dataset.
+
+    A recipe that fails is reported on stderr and the others still build; bad recipe text raises
+    RecipeError before anything is read. With `options.overlap`, the datasets built are then checked
+    against the evaluation prompt sets.
+    """
+    recipes = expand_recipes(options.recipes)
+    cache = SourceCache(options.build, progress=options.progress)
+    built: list[BuildResult] = []
+    failed: dict[str, str] = {}
+    for recipe in recipes:
+        try:
+            result = build_recipe(
+                recipe, options.out, options.build, options.overwrite, cache, options.progress
+            )
+        except Exception as err:  # one recipe's failure is reported; the others still build
+            failed[recipe.name] = str(err)
+            print(f"error: {recipe.name}: {err}", file=sys.stderr)
+            continue
+        print(_status_line(result))
+        built.append(result)
+    if options.overlap is not None and built:
+        lima_path = options.build.source_paths.get("lima")
+        write_overlap_reports([result.path for result in built], options.overlap, lima_path)
+    return DatasetsResult(built, failed)

@@ -4,7 +4,7 @@
       name: limit_finetuning
       dataset:
         recipe: instruct_v1_5k_lima     # named or ad-hoc recipe (limit_foundry.data.recipes)
-        data_root: data                 # where data_prep/build_datasets.py wrote <recipe dir>/
+        data_root: data                 # where `limit-foundry data` wrote <recipe dir>/
         split: train
         max_seq_len: 2048
         decoder_only_format: true
@@ -20,9 +20,11 @@ tokenizer). `packing_ratio: fit` is resolved here from the split's token lengths
 (limit_foundry.data.packing.fit_packing_ratio); numbers and `auto` go to LLM Foundry as they are.
 
 Then it delegates to LLM Foundry's `build_finetuning_dataloader` with `remote` = the dataset
-directory and `local` = the cache (LIMIT_FACTS §4: `local` alone fails). Two things LLM Foundry
+directory and `local` = the cache (LLM Foundry 0.22's streaming finetuning dataset fails with `local`
+alone). Two things LLM Foundry
 leaves to chance are checked first:
-- EOS (LIMIT_FACTS §4): every target must end with the tokenizer's EOS. LLM Foundry 0.22's
+- EOS: every target must end with the tokenizer's EOS (the paper's targets did, and a model trained
+  without it never learns to stop). LLM Foundry 0.22's
   collator appends `tokenizer.eos_token_id` to the last target when it is missing
   (`stitch_turns_decoder_only`), for text and pre-tokenized shards alike, so the dataset stays
   tokenizer-agnostic; this loader refuses a tokenizer without an EOS token, and
@@ -42,24 +44,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.config import ConfigError
+from omegaconf import DictConfig
+
+from limit_foundry.config import validate_config
 from limit_foundry.data import mds
 from limit_foundry.data.packing import FIT, fit_packing_ratio, loader_configs, validate_packing
 from limit_foundry.data.recipes import Recipe, RecipeError, parse_recipe
 from limit_foundry.data.rows import ON_BAD_ROW_CHOICES
+from limit_foundry.errors import ConfigError, PromptTooLongError
 
 log = logging.getLogger(__name__)
 LOADER_NAME = "limit_finetuning"
 # Keys LLM Foundry must not receive: this loader sets them from the recipe.
 _RESERVED = ("remote", "local", "streams", "hf_name", "hf_kwargs", "preprocessing_fn")
-
-
-class DataConfigError(ConfigError):
-    """A `limit_finetuning` dataset config that cannot work; the message names the key."""
-
-
-class PromptTooLongError(ValueError):
-    """Rows whose prompt leaves no response token within max_seq_len (LLM Foundry would crash on them)."""
 
 
 @dataclass
@@ -87,14 +84,14 @@ def parse_dataset_config(dataset: dict[str, Any], where: str = "train_loader.dat
     dataset = dict(dataset)
     for key in ("recipe", "data_root"):
         if not dataset.get(key):
-            raise DataConfigError(f"{where}.{key} is required by the {LOADER_NAME} loader")
+            raise ConfigError(f"{where}.{key} is required by the {LOADER_NAME} loader")
     reserved = [k for k in _RESERVED if dataset.get(k) is not None]
     if reserved:
-        raise DataConfigError(f"{where}: {reserved} are set by {LOADER_NAME} from the recipe; remove them")
+        raise ConfigError(f"{where}: {reserved} are set by {LOADER_NAME} from the recipe; remove them")
     try:
         recipe = parse_recipe(str(dataset.pop("recipe")))
     except RecipeError as err:
-        raise DataConfigError(f"{where}.recipe: {err}") from err
+        raise ConfigError(f"{where}.recipe: {err}") from err
     cfg = LimitDatasetConfig(
         recipe, Path(str(dataset.pop("data_root"))), split=str(dataset.get("split", "train"))
     )
@@ -105,11 +102,9 @@ def parse_dataset_config(dataset: dict[str, Any], where: str = "train_loader.dat
         if key in dataset:
             setattr(cfg, key, dataset.pop(key))
     if cfg.on_bad_row not in ON_BAD_ROW_CHOICES:
-        raise DataConfigError(
-            f"{where}.on_bad_row must be one of {ON_BAD_ROW_CHOICES}, got {cfg.on_bad_row!r}"
-        )
+        raise ConfigError(f"{where}.on_bad_row must be one of {ON_BAD_ROW_CHOICES}, got {cfg.on_bad_row!r}")
     if cfg.use_pretokenized not in (True, False, "auto"):
-        raise DataConfigError(f"{where}.use_pretokenized must be true, false or auto")
+        raise ConfigError(f"{where}.use_pretokenized must be true, false or auto")
     cfg.source_paths = {str(k): str(v) for k, v in (cfg.source_paths or {}).items()}
     cfg.foundry = dataset
     return cfg
@@ -145,12 +140,12 @@ def ensure_dataset(cfg: LimitDatasetConfig) -> dict[str, Any]:
             raise error
     manifest = mds.read_manifest(cfg.directory, cfg.recipe, cfg.data_root)
     if cfg.data_seed is not None and manifest.get("seed") != int(cfg.data_seed):
-        raise DataConfigError(
+        raise ConfigError(
             f"{cfg.directory} was built with seed {manifest.get('seed')}, but data_seed is {cfg.data_seed}; "
             "rebuild it with --seed and --overwrite, or change data_seed"
         )
     if cfg.split not in manifest.get("splits", {}):
-        raise DataConfigError(
+        raise ConfigError(
             f"{cfg.directory} has no split {cfg.split!r} (it has {sorted(manifest.get('splits', {}))}); "
             "a held-out split is built with --heldout N"
         )
@@ -167,12 +162,12 @@ def choose_shards(cfg: LimitDatasetConfig, manifest: dict[str, Any], tokenizer) 
         "fingerprint"
     ) == tokenizer_fingerprint(tokenizer)
     if cfg.use_pretokenized is True and not same_tokenizer:
-        raise DataConfigError(
+        raise ConfigError(
             f"{cfg.directory}: use_pretokenized is true but its tokenized shards were built with "
             f"{built_with.get('name')!r}, not this run's tokenizer"
         )
     if not split.get("text_shards") and not same_tokenizer:
-        raise DataConfigError(
+        raise ConfigError(
             f"{cfg.directory} [{cfg.split}] exists only pre-tokenized with {built_with.get('name')!r}; "
             "this run uses another tokenizer: rebuild with --tokenizer set to it"
         )
@@ -205,7 +200,7 @@ def check_prompt_lengths(
         raise PromptTooLongError(
             f"{cfg.directory} [{cfg.split}]: {len(too_long)} of {len(examples)} rows have a prompt that leaves no "
             f"response token within max_seq_len={max_seq_len} with this tokenizer ({shown}); LLM Foundry's "
-            "collator would stop mid-epoch on them. Rebuild with: python data_prep/build_datasets.py "
+            "collator would stop mid-epoch on them. Rebuild with: limit-foundry data "
             f"--recipe '{cfg.recipe.name}' --out {cfg.data_root} --tokenizer TOKENIZER --max-seq-len {max_seq_len} "
             "--on-bad-row skip --overwrite (they are then counted in the manifest), or raise max_seq_len"
         )
@@ -251,9 +246,7 @@ def build_limit_finetuning_dataloader(
 
     cfg = parse_dataset_config(dataset)
     if tokenizer is None or tokenizer.eos_token_id is None:
-        raise DataConfigError(
-            f"{LOADER_NAME}: the tokenizer needs an EOS token (every target must end with it)"
-        )
+        raise ConfigError(f"{LOADER_NAME}: the tokenizer needs an EOS token (every target must end with it)")
     manifest = ensure_dataset(cfg)
     pretokenized = choose_shards(cfg, manifest, tokenizer)
     max_seq_len = int(cfg.foundry.get("max_seq_len", 2048))
@@ -286,7 +279,7 @@ def _needs_path(source: str) -> bool:
 
 
 def validate_train_loader(cfg: dict[str, Any], check_paths: bool = True) -> None:
-    """Config-time checks of every `limit_finetuning` loader, and of packing (limit_foundry.config calls this)."""
+    """Config-time checks of every `limit_finetuning` loader, and of packing, on a resolved config."""
     for key, loader in loader_configs(cfg):
         if loader.get("name") != LOADER_NAME:
             continue
@@ -296,16 +289,27 @@ def validate_train_loader(cfg: dict[str, Any], check_paths: bool = True) -> None
         if (data.directory / mds.MANIFEST).is_file():
             continue
         if not data.build_if_missing:
-            raise DataConfigError(
+            raise ConfigError(
                 f"{key}.dataset: no dataset at {data.directory}. Build it with: "
                 f"{mds.build_command(data.recipe, data.data_root)} (or set build_if_missing: true)"
             )
         for source in data.recipe.sources:
             path = data.source_paths.get(source)
             if path is not None and not Path(path).exists():
-                raise DataConfigError(f"{key}.dataset.source_paths.{source}: {path} does not exist")
+                raise ConfigError(f"{key}.dataset.source_paths.{source}: {path} does not exist")
             if path is None and _needs_path(source):
-                raise DataConfigError(
+                raise ConfigError(
                     f"{key}.dataset.source_paths.{source} is required to build {data.recipe.name!r}"
                 )
     validate_packing(cfg)
+
+
+def validate_training_config(cfg: DictConfig, check_paths: bool = True) -> dict[str, Any]:
+    """Everything a training run checks before it writes anything; returns the resolved config.
+
+    LLM Foundry's own validation and the model path check (`limit_foundry.config.validate_config`),
+    then this package's data loader and packing checks. Raises ConfigError naming the key or path.
+    """
+    resolved = validate_config(cfg, check_paths)
+    validate_train_loader(resolved, check_paths)
+    return resolved

@@ -18,6 +18,7 @@ from typing import Any
 
 from limit_foundry.data.recipes import Recipe
 from limit_foundry.data.rows import Row
+from limit_foundry.errors import DataError
 from limit_foundry.io import sha256_tree
 
 MANIFEST = "manifest.json"
@@ -28,16 +29,12 @@ TOKENIZED_COLUMNS = {"turns": "json"}
 SHARD_SIZE_LIMIT = 1 << 26  # streaming's default, written explicitly because it decides the bytes
 
 
-class DatasetNotBuiltError(FileNotFoundError):
-    """No complete dataset at the expected path; the message gives the command that builds it."""
-
-
 def dataset_dir(data_root: str | Path, recipe: Recipe) -> Path:
     return Path(data_root) / recipe.dirname
 
 
 def build_command(recipe: Recipe, data_root: str | Path) -> str:
-    return f"python data_prep/build_datasets.py --recipe '{recipe.name}' --out {data_root}"
+    return f"limit-foundry data --recipe '{recipe.name}' --out {data_root}"
 
 
 def split_format(rows: Sequence[Row]) -> str:
@@ -95,16 +92,16 @@ def content_hash(root: Path, splits: Iterable[str]) -> str:
 def read_manifest(
     directory: str | Path, recipe: Recipe | None = None, data_root: str | Path | None = None
 ) -> dict:
-    """The manifest of a complete dataset, or DatasetNotBuiltError naming the path and the build command."""
+    """The manifest of a complete dataset, or DataError naming the path and the build command."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
         how = f" Build it with: {build_command(recipe, data_root or directory.parent)}" if recipe else ""
-        raise DatasetNotBuiltError(f"no dataset at {directory} ({MANIFEST} missing).{how}")
+        raise DataError(f"no dataset at {directory} ({MANIFEST} missing).{how}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise DatasetNotBuiltError(f"{path}: not valid JSON ({err.msg}); rebuild with --overwrite") from err
+        raise DataError(f"{path}: not valid JSON ({err.msg}); rebuild with --overwrite") from err
 
 
 def read_text_rows(directory: Path, split: str) -> list[dict[str, Any]]:

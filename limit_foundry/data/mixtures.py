@@ -3,7 +3,8 @@
 Everything here is a pure function of the rows, the seed and a tag, with no dependence on Python's
 `hash()`, set order, NumPy versions or the machine: a row's place in the seeded order is the
 sha256 of (seed, tag, row text), ties broken by position. Taking the first n rows of that order
-is a uniform random subset (the paper's stated intent, LIMIT_FACTS §1), and it is nested: the
+is a uniform random subset (Jha et al. 2023 (LIMIT) draw random subsets and publish no procedure or
+seed), and it is nested: the
 5,000 rows drawn for `instruct_v1_5k` are the same 5,000 in `instruct_v1_5k_lima`, because the tag
 is the source name, not the recipe. Selected rows keep their source order.
 """

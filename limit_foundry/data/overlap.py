@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from limit_foundry.data import mds
+from limit_foundry.data.readers import SourceAccessError, split_files
 from limit_foundry.data.templates import strip_template
-from limit_foundry.io import iter_jsonl
+from limit_foundry.io import atomic_write_json, iter_jsonl
 
 DEFAULT_NGRAM = 13
 EXAMPLES = 5
@@ -300,3 +302,34 @@ def summary_table(report: dict[str, Any]) -> str:
     for name, why in report["unavailable"].items():
         lines.append(f"  {name:<64} unavailable: {why}")
     return "\n".join(lines)
+
+
+@dataclass
+class OverlapOptions:
+    """The evaluation sets a contamination report compares datasets with (besides LIMA's test split)."""
+
+    instruct_v3_test_prompts: str | None = None  # LIMIT's instructv3_test_prompts.txt
+    gauntlet_dir: str | None = None  # an Eval Gauntlet local_data directory
+    eval_sets: dict[str, str] = field(default_factory=dict)  # name -> .jsonl or LIMIT .txt prompt file
+    ngram: int = DEFAULT_NGRAM
+
+
+def write_overlap_reports(directories: list[Path], options: OverlapOptions, lima_path: str | None) -> None:
+    """Write `<dataset dir>.overlap.json` beside each dataset and print its summary table.
+
+    LIMA's test split comes from `lima_path` (the local copy the build read) or, without one, the hub.
+    """
+    lima_test: str | Path | None = LIMA_FROM_HUB if lima_path is None else None
+    if lima_path is not None and Path(lima_path).is_dir():
+        try:
+            lima_test = split_files(lima_path, "test")[0]
+        except SourceAccessError as err:
+            print(f"warning: lima_test: {err}", file=sys.stderr)
+    sets, unavailable = load_eval_sets(
+        lima_test, options.instruct_v3_test_prompts, options.gauntlet_dir, options.eval_sets
+    )
+    checker = OverlapChecker(sets, unavailable, options.ngram)
+    for directory in directories:
+        report = checker.report(directory)
+        atomic_write_json(directory.with_name(directory.name + ".overlap.json"), report)
+        print(summary_table(report))

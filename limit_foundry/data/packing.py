@@ -1,11 +1,11 @@
 """Packing without cross-talk: the opt-in check, and the padding-waste measure the benchmarks use.
 
 With `packing_ratio`, LLM Foundry packs several samples into one max_seq_len row and marks them
-apart only with `sequence_id` (LIMIT_FACTS §4). MPT honours it when
+apart only with `sequence_id` (LLM Foundry 0.22, `llmfoundry.data.packing`). MPT honours it when
 `attn_uses_sequence_id: true` (each sample attends only to itself); HF models drop it silently,
 so packed samples would attend to each other. `validate_packing` refuses those configurations
-before training starts; it runs with every config validation (limit_foundry.config) through
-`limit_foundry.data.dataloader.validate_train_loader`. Loss masking is unchanged by packing: the
+before training starts; it runs with every training-config validation
+(`limit_foundry.data.dataloader.validate_training_config`). Loss masking is unchanged by packing: the
 labels are built per sample (response tokens only) before the samples are packed.
 
 Opt in with `yamls/overrides/packing.yaml` (paper models, `limit_hf_mpt`) or
@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from limit_foundry.config import ConfigError
+from limit_foundry.errors import ConfigError
 
 FIT = "fit"
 FIT_FILL = 0.97  # target share of each packed row holding tokens; the rest absorbs length variance
@@ -31,10 +31,6 @@ SEQUENCE_ID_SWITCH: dict[str, tuple[str, ...]] = {
     "mpt_causal_lm": ("attn_config", "attn_uses_sequence_id"),
     "limit_hf_mpt": ("attn_uses_sequence_id",),
 }
-
-
-class PackingConfigError(ConfigError):
-    """Packing asked for where packed samples would attend to each other."""
 
 
 def packing_enabled(dataset_cfg: dict[str, Any]) -> bool:
@@ -62,7 +58,7 @@ def _switch_value(model: dict[str, Any], path: tuple[str, ...]) -> Any:
 def validate_packing(cfg: dict[str, Any]) -> None:
     """Refuse packing unless the model keeps packed samples apart (MPT with attn_uses_sequence_id).
 
-    `cfg` is the resolved training config (a plain dict). Raises PackingConfigError naming the key.
+    `cfg` is the resolved training config (a plain dict). Raises ConfigError naming the key.
     """
     packed = [
         (key, loader) for key, loader in loader_configs(cfg) if packing_enabled(loader.get("dataset") or {})
@@ -74,19 +70,19 @@ def validate_packing(cfg: dict[str, Any]) -> None:
     model = cfg.get("model") or {}
     name = model.get("name")
     if name not in SEQUENCE_ID_SWITCH:
-        raise PackingConfigError(
+        raise ConfigError(
             f"{where} packs several samples into one sequence, kept apart only by `sequence_id`, but model "
             f"{name!r} ignores sequence_id (HF models let packed samples attend to each other). Use an MPT "
             f"model ({', '.join(sorted(SEQUENCE_ID_SWITCH))}) with attn_uses_sequence_id, or remove packing_ratio."
         )
     switch = SEQUENCE_ID_SWITCH[name]
     if _switch_value(model, switch) is not True:
-        raise PackingConfigError(
+        raise ConfigError(
             f"{where} needs model.{'.'.join(switch)}: true, or packed samples attend to each other "
             "(see yamls/overrides/packing*.yaml)"
         )
     if loader["dataset"].get("decoder_only_format") is False:
-        raise PackingConfigError(f"{where}: packing needs decoder_only_format: true")
+        raise ConfigError(f"{where}: packing needs decoder_only_format: true")
 
 
 def fit_packing_ratio(lengths: Sequence[int], max_seq_len: int, fill: float = FIT_FILL) -> float:

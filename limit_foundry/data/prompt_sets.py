@@ -2,7 +2,8 @@
 
 Each prompt keeps the bare question (`instruction`, what the judge sees) apart from the text the
 model is fed: prompts that arrive wrapped in a template keep their exact wrapping; bare ones are
-wrapped at generation time with a configurable template (LIMIT_FACTS §1). Prompt ids are stable
+wrapped at generation time with a configurable template (default: the single-newline Alpaca-style
+layout LIMIT fed its LIMA test prompts in). Prompt ids are stable
 (given by the file, or the set name plus the position), because the judge matches two models'
 outputs on (prompt_id, seed).
 
@@ -24,8 +25,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from limit_foundry.data.sources import load_lima_test_questions
 from limit_foundry.data.templates import PREAMBLE, is_wrapped, strip_template
-from limit_foundry.errors import DataError
+from limit_foundry.errors import DataError, ServiceUnreachableError
 from limit_foundry.io import iter_jsonl, stable_json_hash
 
 LIMIT_RELEASE = "https://github.com/97aditi/LIMIT-Less-is-more-for-instruction-tuning"
@@ -135,14 +137,13 @@ def read_prompt_file(path: str | Path, name: str, dataset: str, datasplit: str) 
 def read_lima_test(path: str | Path | None = None) -> tuple[str, list[Prompt]]:
     """LIMA's 300 test questions through the data module's LIMA source: `GAIR/lima` (gated, the user's
     HF token) or a local copy (a file, or a directory holding test.jsonl/parquet)."""
-    from limit_foundry.data.readers import SourceAccessError
-    from limit_foundry.data.sources import load_lima_test_questions
-
+    hint = " (here: --prompts lima_test --prompts-path PATH)" if path is None else ""
     try:
         origin, questions = load_lima_test_questions(path)
-    except (SourceAccessError, ValueError) as err:
-        hint = " (here: --prompts lima_test --prompts-path PATH)" if path is None else ""
+    except DataError as err:
         raise PromptSetError(f"lima_test: {err}{hint}") from err
+    except ServiceUnreachableError as err:
+        raise ServiceUnreachableError(f"lima_test: {err}{hint}") from err
     return origin, [
         Prompt(f"lima_test-{i:03d}", q.strip(), None, "lima", "test") for i, q in enumerate(questions)
     ]

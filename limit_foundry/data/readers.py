@@ -4,7 +4,8 @@ Every record carries `where` (file:line, file row N, or hub id[split] row N) so 
 named. A line that is not JSON is yielded as a record with an error instead of raising, so the
 caller's `on_bad_row` policy decides. The hub is the default for the paper's datasets; gated
 datasets (LIMA) use the user's token (`HF_TOKEN` or `huggingface-cli login`) and say clearly when
-it is missing or refused. Tokens never leave this module.
+it is missing or refused, and a hub that cannot be reached is told apart from one that refuses.
+Tokens never leave this module.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from limit_foundry.errors import DataError, LimitFoundryError, ServiceUnreachableError
 from limit_foundry.io import sha256_tree
 
 DATA_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
 
 
-class SourceAccessError(RuntimeError):
-    """A dataset that cannot be read (missing file, gated or unreachable hub dataset)."""
+class SourceAccessError(DataError):
+    """A dataset that cannot be read: a missing or unsupported file, a gated, refused or missing hub dataset.
+
+    A hub that cannot be reached is a ServiceUnreachableError instead (nothing for the user to fix).
+    """
 
 
 class RawRecord(NamedTuple):
@@ -115,12 +120,54 @@ def _gated_message(hf_id: str) -> str:
     )
 
 
-def _hub_error(hf_id: str, split: str, err: Exception, hint: str) -> SourceAccessError:
-    """The hub stack raises many types; classify them by what the user can do about it."""
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """`err` and the exceptions it was raised from (`datasets` wraps the hub's own errors)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _hub_error(hf_id: str, split: str, err: Exception, hint: str) -> LimitFoundryError:
+    """What the user can do about a hub failure, told apart by huggingface_hub's exception types.
+
+    Refused or gated (GatedRepoError, or HTTP 401/403) and a missing repository or file are the user's
+    to fix (SourceAccessError); no connection, offline mode or a hub-side 5xx is ServiceUnreachableError.
+    """
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     text = f"{type(err).__name__}: {err}"
-    lowered = text.lower()
-    if any(s in lowered for s in ("gated", "401", "403", "unauthorized", "forbidden", "authenticated")):
-        return SourceAccessError(f"access to {hf_id} was refused ({text}). {_gated_message(hf_id)}{hint}")
+    # hf_hub_download turns a failed connection into LocalEntryNotFoundError; `datasets` into ConnectionError
+    unreachable = (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError)
+    for cause in _causes(err):
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if isinstance(cause, GatedRepoError) or (
+            isinstance(cause, HfHubHTTPError)
+            and not isinstance(cause, RepositoryNotFoundError)
+            and status in (401, 403)
+        ):
+            return SourceAccessError(f"access to {hf_id} was refused ({text}). {_gated_message(hf_id)}{hint}")
+        if isinstance(cause, RepositoryNotFoundError):
+            return SourceAccessError(
+                f"{hf_id}: no such dataset on the Hugging Face hub, or your token cannot see it ({text}){hint}"
+            )
+        if isinstance(cause, unreachable) or (isinstance(cause, HfHubHTTPError) and (status or 0) >= 500):
+            return ServiceUnreachableError(
+                f"could not reach the Hugging Face hub for {hf_id} [{split}] ({text}); check the connection "
+                f"and HF_HUB_OFFLINE, then rerun{hint}"
+            )
+        if isinstance(cause, EntryNotFoundError | RevisionNotFoundError):
+            return SourceAccessError(f"{hf_id} [{split}]: not found on the Hugging Face hub ({text}){hint}")
     return SourceAccessError(f"could not load {hf_id} [{split}] from the Hugging Face hub ({text}){hint}")
 
 
@@ -139,7 +186,7 @@ def load_hub_split(hf_id: str, split: str, gated: bool = False):
 
     try:
         return datasets.load_dataset(hf_id, split=split, token=token)
-    except Exception as err:  # classified by _hub_error
+    except Exception as err:  # the hub stack raises many types; _hub_error sorts them
         raise _hub_error(hf_id, split, err, hint) from err
 
 
@@ -150,7 +197,7 @@ def download_hub_file(hf_id: str, filename: str, split: str, gated: bool = False
 
     try:
         return Path(hf_hub_download(hf_id, filename, repo_type="dataset", token=token))
-    except Exception as err:  # classified by _hub_error
+    except Exception as err:  # the hub stack raises many types; _hub_error sorts them
         raise _hub_error(hf_id, split, err, hint) from err
 
 

@@ -12,7 +12,7 @@ assistant turn; first-person pronouns are the whole words I, me, my, mine, mysel
 ours, ourselves; the HH-RLHF text used is the `chosen` conversation; a Dolly `context` is appended
 to the instruction on a new line (as LLM Foundry's own Dolly preprocessing does); the 200 Dolly
 test rows are the first 200 of the seeded order of `mixtures.seeded_order`. Prompts get the
-Instruct-v1 template (LIMIT_FACTS §1).
+Instruct-v1 template (the Alpaca-style template `mosaicml/dolly_hhrlhf` stores its prompts in).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ proportions: `total:N` rows, or by default the largest total the sources can sup
 repeating a row. `:stratified` draws the rows of that term in proportion to the source's strata
 (Instruct-v3's and LIMA's own `source` column).
 
-The paper's row counts (LIMIT_FACTS §1) live here and only here.
+The paper's row counts (Jha et al. 2023 (LIMIT), the eight finetuning runs) live here and only here.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import re
 from dataclasses import dataclass
 
 from limit_foundry.data.mixtures import largest_remainder
+from limit_foundry.errors import DataError
 
-# The eight LIMIT runs use these datasets (LIMIT_FACTS §1: "The eight finetuning runs").
+# The datasets of the eight LIMIT finetuning runs (Jha et al. 2023): LIMA, Instruct-v1 (7B) or
+# Instruct-v3 (30B), a random subset of the latter, and that subset concatenated with LIMA.
 NAMED_RECIPES: dict[str, str] = {
     "lima": "lima:all",
     "instruct_v1": "instruct_v1:all",
@@ -37,7 +39,7 @@ PAPER_ROWS: dict[str, int] = {
     "instruct_v3_1k": 1_000,
     "instruct_v3_1k_lima": 2_000,
 }
-# Rows of each published split (LIMIT_FACTS §1), compared with what a build actually read.
+# Rows of each published split on the Hugging Face hub, compared with what a build actually read.
 PUBLISHED_SOURCE_ROWS: dict[str, dict[str, int]] = {
     "lima": {"train": 1_030, "test": 300},  # train: 1,000 single-turn + 30 multi-turn
     "instruct_v1": {"train": 59_310, "test": 5_129},
@@ -47,7 +49,7 @@ ALL = "all"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # names that are safe in paths and row ids
 
 
-class RecipeError(ValueError):
+class RecipeError(DataError):
     """A recipe that cannot be parsed or cannot be satisfied by the available rows."""
 
 

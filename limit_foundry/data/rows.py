@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from limit_foundry.errors import DataError
 from limit_foundry.io import sha256_bytes
 
 OnBadRow = Literal["error", "skip"]
@@ -41,7 +42,7 @@ POLICY_DROP_REASONS = {
 }
 
 
-class BadRowError(ValueError):
+class BadRowError(DataError):
     """A bad input row under `on_bad_row="error"`; the message names the file and line (or hub row)."""
 
 

@@ -1,7 +1,7 @@
 """The datasets a LIMIT recipe draws from: LIMA, Instruct-v1, Instruct-v3, and user datasets.
 
 Each source reads the real Hugging Face dataset by default and a local JSONL/Parquet file or
-directory when given a path (LIMIT_FACTS §1 lists the datasets and their columns):
+directory when given a path (the datasets Jha et al. 2023 (LIMIT) trained on, with their columns):
 - `lima` (`GAIR/lima`, gated): single-turn `conversations` become prompt/response, the prompt wrapped
   in a configurable template (default: the LIMA test-prompt template LIMIT used); the 30 multi-turn
   rows are dropped (and counted) by default or kept as chat `messages`. Its `source` column is the
@@ -29,13 +29,10 @@ from limit_foundry.data.readers import (
 from limit_foundry.data.recipes import SOURCE_NAME
 from limit_foundry.data.rows import DropLog, OnBadRow, Row, check_text, reject
 from limit_foundry.data.templates import resolve_template, wrap
+from limit_foundry.errors import DataError
 
 LimaMultiTurn = Literal["drop", "keep"]
 IDENTITY = resolve_template("none")
-
-
-class SourceError(ValueError):
-    """An unknown source or a malformed source definition."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class ColumnMap:
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, column = part.partition(":")
             if not sep or key not in ("prompt", "response", "stratum") or not column:
-                raise SourceError(f"bad column mapping {part!r}: use prompt:COL,response:COL[,stratum:COL]")
+                raise DataError(f"bad column mapping {part!r}: use prompt:COL,response:COL[,stratum:COL]")
             fields[key] = column
         return cls(**fields)
 
@@ -92,9 +89,9 @@ BUILTIN_SOURCES: dict[str, SourceSpec] = {
 def user_source(name: str, location: str | None, columns: ColumnMap, template: str = "none") -> SourceSpec:
     """A user dataset: `location` `hf:org/name` reads the hub; anything else must come as a source path."""
     if name in BUILTIN_SOURCES or name == "instruct_v1_rebuild":
-        raise SourceError(f"user source name {name!r} collides with a built-in source")
+        raise DataError(f"user source name {name!r} collides with a built-in source")
     if not SOURCE_NAME.match(name):
-        raise SourceError(f"user source name {name!r}: use letters, digits, '_', '.' or '-'")
+        raise DataError(f"user source name {name!r}: use letters, digits, '_', '.' or '-'")
     resolve_template(template)
     hf_id = location[3:] if location and location.startswith("hf:") else None
     return SourceSpec(name, hf_id, columns=columns, template=template)

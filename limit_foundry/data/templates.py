@@ -1,4 +1,4 @@
-"""Prompt templates of the LIMIT study, in one place (LIMIT_FACTS §1).
+"""Prompt templates of the LIMIT study (Jha et al. 2023), in one place.
 
 Instruct-v1 rows are stored already wrapped in the Alpaca-style template with blank lines;
 the LIMA test prompts LIMIT fed to every model use the same words with single newlines;

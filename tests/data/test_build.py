@@ -15,6 +15,7 @@ from limit_foundry.data import mds
 from limit_foundry.data.build import BuildOptions, build_recipe
 from limit_foundry.data.recipes import RecipeError
 from limit_foundry.data.rows import BadRowError
+from limit_foundry.errors import OutputConflictError
 from limit_foundry.io import sha256_tree
 from limit_foundry.models.tiny import TINY_TOKENIZER_DIR
 
@@ -73,7 +74,7 @@ def test_up_to_date_builds_are_skipped_and_changed_inputs_refused(
     first = build_recipe("lima", tmp_path, options)
     assert first.manifest["paper_rows"] == 1000 and first.manifest["matches_paper_rows"] is False
     assert build_recipe("lima", tmp_path, options).status == "up_to_date"
-    with pytest.raises(FileExistsError, match="pass --overwrite"):
+    with pytest.raises(OutputConflictError, match="pass --overwrite"):
         build_recipe("lima", tmp_path, BuildOptions(seed=5, source_paths=sources))
     rebuilt = build_recipe("lima", tmp_path, BuildOptions(seed=5, source_paths=sources), overwrite=True)
     assert rebuilt.status == "built" and rebuilt.manifest["seed"] == 5

@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.config import ConfigError, compose_config, resolved_dict
+from limit_foundry.config import compose_config, resolved_dict
 from limit_foundry.data.build import BuildOptions, build_recipe
 from limit_foundry.data.dataloader import (
-    DataConfigError,
-    PromptTooLongError,
     checked_at_build,
     choose_shards,
     parse_dataset_config,
     validate_train_loader,
+    validate_training_config,
 )
-from limit_foundry.data.mds import DatasetNotBuiltError
+from limit_foundry.errors import ConfigError, DataError, PromptTooLongError, UserError
 from limit_foundry.models.tiny import TINY_TOKENIZER_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,8 +60,8 @@ def test_missing_dataset_names_the_path_and_the_build_command(tmp_path: Path) ->
         "num_workers": 0,
     }
     with pytest.raises(
-        DatasetNotBuiltError,
-        match=rf"no dataset at {tmp_path}/instruct_v1_5k_lima .*build_datasets.py --recipe 'instruct_v1_5k_lima' --out {tmp_path}",
+        DataError,
+        match=rf"no dataset at {tmp_path}/instruct_v1_5k_lima .*limit-foundry data --recipe 'instruct_v1_5k_lima' --out {tmp_path}",
     ):
         build_dataloader(cfg, load_tiny_tokenizer(), 2)
 
@@ -73,9 +72,9 @@ def test_build_if_missing_builds_once_and_checks_the_seed(tiny_loader, tmp_path:
     built_at = manifest.stat().st_mtime_ns
     tiny_loader()
     assert manifest.stat().st_mtime_ns == built_at  # found, not rebuilt
-    with pytest.raises(DataConfigError, match="built with seed 17, but data_seed is 3"):
+    with pytest.raises(ConfigError, match="built with seed 17, but data_seed is 3"):
         tiny_loader(data_seed=3)
-    with pytest.raises(DataConfigError, match=r"no split 'heldout'.*--heldout"):
+    with pytest.raises(ConfigError, match=r"no split 'heldout'.*--heldout"):
         tiny_loader(split="heldout")
 
 
@@ -109,7 +108,7 @@ def test_pretokenized_shards_are_used_only_with_the_same_tokenizer(
         manifest, other, 256
     )
     cfg.use_pretokenized = True
-    with pytest.raises(DataConfigError, match="not this run's tokenizer"):
+    with pytest.raises(ConfigError, match="not this run's tokenizer"):
         choose_shards(cfg, manifest, other)
     # Pre-tokenized and text shards give the same batches.
     pretokenized = next(iter(tiny_loader().dataloader))
@@ -131,34 +130,44 @@ def _loader_cfg(tmp_path: Path, **dataset) -> dict:
 
 
 def test_config_time_validation(tmp_path: Path, sources: dict[str, str]) -> None:
-    with pytest.raises(
-        DataConfigError, match=r"no dataset at .*lima-all\. Build it with: .*--recipe 'lima:all'"
-    ):
+    with pytest.raises(ConfigError, match=r"no dataset at .*lima-all\. Build it with: .*--recipe 'lima:all'"):
         validate_train_loader(_loader_cfg(tmp_path))
     validate_train_loader(_loader_cfg(tmp_path), check_paths=False)
     validate_train_loader(
         _loader_cfg(tmp_path, build_if_missing=True, source_paths={"lima": sources["lima"]})
     )
-    with pytest.raises(DataConfigError, match=r"source_paths\.lima: .*nowhere does not exist"):
+    with pytest.raises(ConfigError, match=r"source_paths\.lima: .*nowhere does not exist"):
         validate_train_loader(
             _loader_cfg(tmp_path, build_if_missing=True, source_paths={"lima": str(tmp_path / "nowhere")})
         )
-    with pytest.raises(DataConfigError, match=r"source_paths\.mine is required"):
+    with pytest.raises(ConfigError, match=r"source_paths\.mine is required"):
         validate_train_loader(_loader_cfg(tmp_path, recipe="mine:all", build_if_missing=True))
-    with pytest.raises(DataConfigError, match=r"\['remote'\] are set by limit_finetuning"):
+    with pytest.raises(ConfigError, match=r"\['remote'\] are set by limit_finetuning"):
         validate_train_loader(_loader_cfg(tmp_path, remote="s3://x"))
-    with pytest.raises(DataConfigError, match=r"train_loader\.dataset\.recipe: .*amount must be"):
+    with pytest.raises(ConfigError, match=r"train_loader\.dataset\.recipe: .*amount must be"):
         validate_train_loader(_loader_cfg(tmp_path, recipe="lima:lots"))
-    assert issubclass(DataConfigError, ConfigError)  # train.py reports it and exits 2
+    assert issubclass(ConfigError, UserError)  # `limit-foundry train` reports it and exits 2
 
 
-def test_tiny_yamls_validate_through_the_config_module(tmp_path: Path) -> None:
-    from limit_foundry.config import validate_config
-
+def test_tiny_yamls_pass_the_training_config_validation(tmp_path: Path) -> None:
     for run in ("lima", "mix", "instruct_subset"):
         cfg = compose_config(REPO / "yamls" / "tiny" / f"{run}.yaml", [f"variables.data_root={tmp_path}"])
-        validate_config(cfg)
+        validate_training_config(cfg)
     assert resolved_dict(cfg)["train_loader"]["name"] == "limit_finetuning"
+
+
+def test_training_validation_adds_the_data_checks_to_the_config_layers(tmp_path: Path) -> None:
+    from limit_foundry.config import validate_config
+
+    cfg = compose_config(
+        REPO / "yamls" / "tiny" / "mix.yaml",
+        [f"variables.data_root={tmp_path}", "train_loader.dataset.build_if_missing=false"],
+    )
+    validate_config(cfg)  # LLM Foundry's validation alone knows nothing of the dataset
+    with pytest.raises(
+        ConfigError, match=rf"train_loader\.dataset: no dataset at {tmp_path}/instruct_v1-40\+lima-all"
+    ):
+        validate_training_config(cfg)
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from limit_foundry.config import compose_config, resolved_dict
-from limit_foundry.data.packing import PackingConfigError, fit_packing_ratio, padding_tokens, validate_packing
+from limit_foundry.data.packing import fit_packing_ratio, padding_tokens, validate_packing
+from limit_foundry.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +54,7 @@ MPT_OK = {"name": "mpt_causal_lm", "attn_config": {"attn_impl": "torch", "attn_u
     ],
 )
 def test_packing_is_refused_when_samples_would_attend_to_each_other(model, ratio, where, message) -> None:
-    with pytest.raises(PackingConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         validate_packing(config(model, ratio, where))
 
 
@@ -64,7 +65,7 @@ def test_packing_is_allowed_with_sequence_id_masking_and_irrelevant_without_pack
     validate_packing(config({"name": "hf_causal_lm"}, 1.0))
     unpacked_decoder = config(MPT_OK, 2.0)
     unpacked_decoder["train_loader"]["dataset"]["decoder_only_format"] = False
-    with pytest.raises(PackingConfigError, match="decoder_only_format"):
+    with pytest.raises(ConfigError, match="decoder_only_format"):
         validate_packing(unpacked_decoder)
 
 
@@ -83,7 +84,7 @@ def test_packing_overrides_make_a_valid_packed_config(tmp_path: Path, run: str, 
     dataset = cfg["train_loader"]["dataset"]
     assert dataset["packing_ratio"] is not None and dataset["allow_pad_trimming"] is True
     plain = resolved_dict(compose_config(REPO / run, ["train_loader.dataset.packing_ratio=2.0"]))
-    with pytest.raises(PackingConfigError):
+    with pytest.raises(ConfigError):
         validate_packing(plain)
 
 

@@ -1,4 +1,4 @@
-"""The shipped sample datasets keep the real datasets' formats (LIMIT_FACTS §1), and the bad-row
+"""The shipped sample datasets keep the real datasets' formats (columns as on the Hugging Face hub), and the bad-row
 fixtures are bad exactly where their README says."""
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ from limit_foundry.data.rows import BadRowError
 from limit_foundry.data.sources import (
     BUILTIN_SOURCES,
     ColumnMap,
-    SourceError,
     load_lima_test_questions,
     load_source,
     user_source,
 )
 from limit_foundry.data.templates import INSTRUCT_V1_TEMPLATE, LIMA_TEST_TEMPLATE, is_wrapped
+from limit_foundry.errors import DataError
 
 LIMA, V1, V3 = BUILTIN_SOURCES["lima"], BUILTIN_SOURCES["instruct_v1"], BUILTIN_SOURCES["instruct_v3"]
 
@@ -105,9 +105,9 @@ def test_user_source_with_a_column_mapping_from_parquet(tmp_path: Path) -> None:
 
 
 def test_user_source_definitions_are_checked() -> None:
-    with pytest.raises(SourceError, match="collides"):
+    with pytest.raises(DataError, match="collides"):
         user_source("lima", None, ColumnMap())
-    with pytest.raises(SourceError, match="bad column mapping"):
+    with pytest.raises(DataError, match="bad column mapping"):
         ColumnMap.parse("question:q")
     assert user_source("web", "hf:org/web", ColumnMap()).hf_id == "org/web"
 
@@ -158,9 +158,11 @@ LIMA_TRAIN_LINE = json.dumps(
 
 
 class _Hub(http.server.BaseHTTPRequestHandler):
-    """A stand-in for the Hugging Face hub: serves GAIR/lima's train.jsonl, or refuses as for a gated repo."""
+    """A stand-in for the Hugging Face hub: serves GAIR/lima's train.jsonl, or refuses as for a gated repo,
+    or answers as for a repository that does not exist (the hub's own status codes and X-Error-Code headers)."""
 
     refuse = False
+    missing = False
     requests: list[tuple[str, str, bool]] = []
 
     def _answer(self) -> None:
@@ -170,6 +172,10 @@ class _Hub(http.server.BaseHTTPRequestHandler):
             self.send_response(403)
             self.send_header("X-Error-Code", "GatedRepo")
             body = json.dumps({"error": "Access to dataset GAIR/lima is restricted."}).encode()
+        elif self.missing:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            body = json.dumps({"error": "Repository not found"}).encode()
         elif self.path == "/datasets/GAIR/lima/resolve/main/train.jsonl":
             self.send_response(200)
             self.send_header("ETag", '"' + hashlib.sha256(body).hexdigest() + '"')
@@ -188,13 +194,20 @@ class _Hub(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _load_lima_from(handler: type, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run `load_source(lima)` in a child whose HF_ENDPOINT is a local server (read at import time)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def _load_lima_from(handler: type | None, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run `load_source(lima)` in a child whose HF_ENDPOINT is a local server (read at import time).
+
+    Without a handler, the endpoint is a local port nothing listens on: a hub that cannot be reached.
+    """
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler or http.server.BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    if handler is None:
+        server.server_close()  # the port is free again: connections are refused
+    else:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
         **os.environ,
-        "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+        "HF_ENDPOINT": f"http://127.0.0.1:{port}",
         "HF_TOKEN": "hf_secret_test_token",
         "HF_HOME": str(tmp_path / "hf"),
         "HF_HUB_OFFLINE": "0",
@@ -210,7 +223,8 @@ def _load_lima_from(handler: type, tmp_path: Path) -> subprocess.CompletedProces
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
         )
     finally:
-        server.shutdown()
+        if handler is not None:
+            server.shutdown()
 
 
 def test_lima_is_read_from_the_hub_with_the_users_token(tmp_path: Path) -> None:
@@ -235,4 +249,22 @@ def test_refused_access_to_a_gated_dataset_is_explained(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "SourceAccessError: access to GAIR/lima was refused" in result.stderr
     assert "accept its terms" in result.stderr and "--source-path" in result.stderr
+    assert "hf_secret_test_token" not in result.stderr + result.stdout
+
+
+def test_a_missing_hub_dataset_is_told_apart_from_a_refused_one(tmp_path: Path) -> None:
+    result = _load_lima_from(type("Missing", (_Hub,), {"missing": True, "requests": []}), tmp_path)
+    assert result.returncode != 0
+    assert "SourceAccessError: GAIR/lima: no such dataset on the Hugging Face hub" in result.stderr
+    assert "RepositoryNotFoundError" in result.stderr and "accept its terms" not in result.stderr
+    assert "hf_secret_test_token" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_hub_is_a_service_error_not_the_users(tmp_path: Path) -> None:
+    result = _load_lima_from(None, tmp_path)
+    assert result.returncode != 0
+    assert (
+        "ServiceUnreachableError: could not reach the Hugging Face hub for GAIR/lima [train]" in result.stderr
+    )
+    assert "LocalEntryNotFoundError" in result.stderr and "--source-path" in result.stderr
     assert "hf_secret_test_token" not in result.stderr + result.stdout

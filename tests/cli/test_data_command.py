@@ -1,0 +1,47 @@
+"""`limit-foundry data` through the dispatcher: help, bad arguments, a real build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from limit_foundry.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "limit_foundry" / "assets" / "samples"
+
+
+def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: limit-foundry data")
+    assert "--recipe" in out and "--check-overlap" in out and "default: 17" in out
+
+
+def test_bad_recipe_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "--recipe", "lima:lots", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "lima:lots" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_builds_a_recipe_from_local_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not (SAMPLES / "lima" / "train.jsonl").is_file():
+        pytest.skip(f"sample datasets absent: {SAMPLES}")
+    args = [
+        "data",
+        "--recipe",
+        "lima:all",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        f"--source-path=lima={SAMPLES / 'lima'}",
+    ]
+    assert main(args) == 0
+    assert f"built: {tmp_path / 'lima-all'} rows" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "lima-all" / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["per_source"] == {"lima": 56}
