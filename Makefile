@@ -59,12 +59,12 @@ data: install  ## build the seven paper datasets into $(DATA_ROOT) (GAIR/lima is
 	$(VENV)/bin/limit-foundry data --recipe all --out $(DATA_ROOT)
 
 gauntlet-data: install  ## download the pinned Eval Gauntlet benchmark files (to $$GAUNTLET_DATA_DIR or data/gauntlet/local_data)
-	$(PY) -m limit_foundry.eval.data download
+	$(PY) -m limit_foundry.cli gauntlet download
 
 gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per task> OUT=<dir>; honours GAUNTLET_DATA_DIR
 	@[ -n "$(MODEL)" ] || { echo "usage: make gauntlet MODEL=<checkpoint>[,<more>] [GAUNTLET=v0|v0.3] [LIMIT=n] [OUT=dir]" >&2; exit 2; }
-	$(PY) eval/gauntlet.py run --model $(MODEL) --gauntlet $(GAUNTLET) --out $(or $(OUT),runs/gauntlet) \
-	  $(if $(LIMIT),--limit $(LIMIT)) $(GAUNTLET_ARGS)
+	$(PY) -m limit_foundry.cli gauntlet run --model "$(MODEL)" --gauntlet "$(GAUNTLET)" \
+	  --out "$(or $(OUT),runs/gauntlet)" $(if $(LIMIT),--limit "$(LIMIT)") $(GAUNTLET_ARGS)
 
 # Generation knobs (see README "Generation"): comma lists, passed to `--model` and `--prompts` as they are;
 # a Composer checkpoint is CKPT.pt@TRAIN_YAML, a prompt set is NAME (lima_test from the hub: set HF_TOKEN),

@@ -1,8 +1,8 @@
-"""Eval Gauntlet speed: a tiny MPT through `make gauntlet` on the real benchmark files (issue 4).
+"""Eval Gauntlet speed: a tiny MPT through `make gauntlet` on the real benchmark files.
 
-Part 1 runs the documented command (`python -m limit_foundry.eval.gauntlet run`) as a subprocess with
-`--limit` examples per task and reports examples per second and the share of wall time spent
-outside the model (process start, imports, loading, tokenization, file copying): everything but the
+Part 1 runs the documented command (`limit-foundry gauntlet run`, as `make gauntlet` does) as a
+subprocess with `--limit` examples per task and reports examples per second and the share of wall time
+spent outside the model (process start, imports, loading, tokenization, file copying): everything but the
 model's forward passes, which the run itself times (results.json `timing`). Target: under 20% at 100
 examples per task.
 
@@ -45,7 +45,7 @@ def end_to_end(
 
     named = ",".join(f"m{i}={model_dir}" for i in range(1, models + 1))
     command = [
-        sys.executable, "-m", "limit_foundry.eval.gauntlet", "run", "--model", named, "--gauntlet", "v0",
+        sys.executable, "-m", "limit_foundry.cli", "gauntlet", "run", "--model", named, "--gauntlet", "v0",
         "--limit", str(limit), "--out", str(out), "--device", "cpu", "--data-dir", str(data_dir), "--overwrite",
         "--batch-size", str(batch_size),
     ]  # fmt: skip

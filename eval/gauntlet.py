@@ -1,6 +1,8 @@
-"""Thin entry point for `make gauntlet`: the same as `python -m limit_foundry.eval.gauntlet` (see --help)."""
+"""`make gauntlet`'s script: the same as `limit-foundry gauntlet` (see --help)."""
 
-from limit_foundry.eval.gauntlet import cli
+import sys
+
+from limit_foundry.cli.gauntlet import main
 
 if __name__ == "__main__":
-    cli()
+    sys.exit(main())

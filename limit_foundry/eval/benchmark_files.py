@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import DataError
 from limit_foundry.eval.config import Gauntlet, Task
 from limit_foundry.io import atomic_write_text, iter_jsonl, sha256_file
 
@@ -27,10 +28,6 @@ REQUIRED_FIELDS = {
     "schema": ("context_options", "continuation", "gold"),
     "generation_task_with_answers": ("context", "answer"),
 }
-
-
-class BenchmarkFileError(ValueError):
-    """A benchmark file LLM Foundry could not evaluate; the message names the file and line."""
 
 
 @dataclass(frozen=True)
@@ -71,21 +68,19 @@ def read_rows(path: Path, task: Task) -> list[dict[str, Any]]:
     try:
         for line, row in iter_jsonl(path):
             if not isinstance(row, dict):
-                raise BenchmarkFileError(f"{path}:{line}: expected a JSON object")
+                raise DataError(f"{path}:{line}: expected a JSON object")
             missing = [f for f in required if f not in row]
             if missing:
-                raise BenchmarkFileError(
+                raise DataError(
                     f"{path}:{line}: missing {', '.join(missing)} (needed by {task.icl_task_type} task {task.label})"
                 )
             rows.append(row)
     except UnicodeDecodeError as err:
-        raise BenchmarkFileError(f"{path}: not UTF-8 text ({err})") from err
-    except ValueError as err:
-        if isinstance(err, BenchmarkFileError):
-            raise
-        raise BenchmarkFileError(str(err)) from err
+        raise DataError(f"{path}: not UTF-8 text ({err})") from err
+    except ValueError as err:  # a line that is not JSON; the message names the file and line
+        raise DataError(str(err)) from err
     if len(rows) <= max(task.num_fewshot):
-        raise BenchmarkFileError(
+        raise DataError(
             f"{path}: {len(rows)} rows, fewer than {max(task.num_fewshot) + 1} needed for {task.label}"
         )
     return rows

@@ -1,14 +1,19 @@
 """Eval Gauntlet configs: a Gauntlet (categories, benchmarks, shots, baselines) and its ICL tasks file.
 
-A config (`eval/yamls/gauntlet_<version>.yaml`) keeps LLM Foundry 0.22's `eval_gauntlet` layout and
-names its tasks file (`icl_tasks:`, relative to the config). Both are validated together before any
-model work: every benchmark needs exactly one task at exactly the shots the Gauntlet scores, and a
-task the Gauntlet does not score is an error too (LIMIT_FACTS §2 for v0; llm-foundry's
-eval_gauntlet_v0.3.yaml for v0.3). Errors name the file.
+A config keeps LLM Foundry 0.22's `eval_gauntlet` layout and names its tasks file (`icl_tasks:`,
+relative to the config). Both are validated together before any model work: every benchmark needs
+exactly one task at exactly the shots the Gauntlet scores, and a task the Gauntlet does not score is
+an error too (v0: the Gauntlet of Jha et al. 2023 (LIMIT); v0.3: llm-foundry's
+eval_gauntlet_v0.3.yaml). Errors name the file.
+
+The built-in configs (`v0`, `v0.3`) ship inside the package (`limit_foundry/eval/yamls/`, which the
+repository's `eval/yamls` links to) and are found through `importlib.resources`, so they work from any
+directory and from a non-editable install.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +21,9 @@ from typing import Any
 
 import yaml
 
+from limit_foundry.errors import ConfigError, InternalError
 from limit_foundry.io import sha256_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GAUNTLET_YAMLS = REPO_ROOT / "eval" / "yamls"
 VERSIONS = {"v0": "gauntlet_v0.yaml", "v0.3": "gauntlet_v0.3.yaml"}
 
 # LLM Foundry 0.22's default metric per task type (llmfoundry/utils/builders.py, build_icl_evaluators).
@@ -37,10 +41,6 @@ CUSTOM_TASK_METRICS = {
     "response_perplexity": "response_perplexity",
     "open_ended_generation": "open_ended_generation",
 }
-
-
-class GauntletConfigError(ValueError):
-    """A Gauntlet config or tasks file that cannot be used; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -89,33 +89,41 @@ class Gauntlet:
         }
 
 
+def packaged_file(*parts: str) -> Path:
+    """A file shipped as package data of `limit_foundry.eval`, as a path on disk."""
+    package = importlib.resources.files("limit_foundry.eval")
+    if not isinstance(package, Path):  # imported from a zip archive: the configs name sibling files
+        raise InternalError(f"{package}: limit_foundry must be installed as files, not imported from a zip")
+    return package.joinpath(*parts)
+
+
 def resolve_gauntlet_path(version_or_path: str) -> Path:
-    """`v0`/`v0.3` name the configs in eval/yamls; anything else must be an existing config file."""
+    """`v0`/`v0.3` name the packaged configs; anything else must be an existing config file."""
     if version_or_path in VERSIONS:
-        return GAUNTLET_YAMLS / VERSIONS[version_or_path]
+        return packaged_file("yamls", VERSIONS[version_or_path])
     path = Path(version_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    raise GauntletConfigError(
+    raise ConfigError(
         f"unknown Gauntlet version {version_or_path!r}: use one of {sorted(VERSIONS)} or a config file path"
     )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise GauntletConfigError(f"{path}: file not found")
+        raise ConfigError(f"{path}: file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise GauntletConfigError(f"{path}: not valid YAML ({err})") from err
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(data, dict):
-        raise GauntletConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
 
 
 def _number(value: Any, where: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise GauntletConfigError(f"{where}: {what} must be a number, got {value!r}")
+        raise ConfigError(f"{where}: {what} must be a number, got {value!r}")
     return float(value)
 
 
@@ -125,30 +133,30 @@ def _parse_categories(block: dict[str, Any], path: Path) -> dict[str, tuple[Benc
     for entry in block.get("categories") or []:
         name = entry.get("name") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name:
-            raise GauntletConfigError(f"{path}: every category needs a name, got {entry!r}")
+            raise ConfigError(f"{path}: every category needs a name, got {entry!r}")
         if name in categories:
-            raise GauntletConfigError(f"{path}: category {name!r} appears twice")
+            raise ConfigError(f"{path}: category {name!r} appears twice")
         benchmarks = []
         for item in entry.get("benchmarks") or []:
             where = f"{path}: category {name}"
             bench_name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(bench_name, str) or not bench_name:
-                raise GauntletConfigError(f"{where}: every benchmark needs a name, got {item!r}")
+                raise ConfigError(f"{where}: every benchmark needs a name, got {item!r}")
             if bench_name in seen:
-                raise GauntletConfigError(f"{where}: benchmark {bench_name!r} appears twice in the Gauntlet")
+                raise ConfigError(f"{where}: benchmark {bench_name!r} appears twice in the Gauntlet")
             seen.add(bench_name)
             shots = item.get("num_fewshot")
             if isinstance(shots, bool) or not isinstance(shots, int) or shots < 0:
-                raise GauntletConfigError(f"{where}: {bench_name}.num_fewshot must be an integer >= 0")
+                raise ConfigError(f"{where}: {bench_name}.num_fewshot must be an integer >= 0")
             baseline = _number(item.get("random_baseline"), where, f"{bench_name}.random_baseline")
             if not 0 <= baseline < 1:
-                raise GauntletConfigError(f"{where}: {bench_name}.random_baseline must be in [0, 1)")
+                raise ConfigError(f"{where}: {bench_name}.random_baseline must be in [0, 1)")
             benchmarks.append(Benchmark(bench_name, name, shots, baseline))
         if not benchmarks:
-            raise GauntletConfigError(f"{path}: category {name!r} has no benchmarks")
+            raise ConfigError(f"{path}: category {name!r} has no benchmarks")
         categories[name] = tuple(benchmarks)
     if not categories:
-        raise GauntletConfigError(f"{path}: eval_gauntlet.categories is empty")
+        raise ConfigError(f"{path}: eval_gauntlet.categories is empty")
     return categories
 
 
@@ -157,13 +165,13 @@ def _parse_averages(
 ) -> dict[str, tuple[str, ...]]:
     averages = block.get("averages") or {"average": list(categories)}
     if not isinstance(averages, dict):
-        raise GauntletConfigError(f"{path}: eval_gauntlet.averages must map names to category lists")
+        raise ConfigError(f"{path}: eval_gauntlet.averages must map names to category lists")
     for name, members in averages.items():
         unknown = sorted(set(members or []) - set(categories))
         if not members or unknown:
-            raise GauntletConfigError(f"{path}: average {name!r} names unknown or no categories {unknown}")
+            raise ConfigError(f"{path}: average {name!r} names unknown or no categories {unknown}")
         if name in categories:
-            raise GauntletConfigError(f"{path}: average {name!r} has a category's name")
+            raise ConfigError(f"{path}: average {name!r} has a category's name")
     return {name: tuple(members) for name, members in averages.items()}
 
 
@@ -171,26 +179,24 @@ def parse_tasks(path: Path) -> dict[str, Task]:
     """The `icl_tasks` list of a tasks file, keyed by label; metric defaults as in LLM Foundry."""
     entries = _read_yaml(path).get("icl_tasks")
     if not isinstance(entries, list) or not entries:
-        raise GauntletConfigError(f"{path}: needs a non-empty `icl_tasks` list")
+        raise ConfigError(f"{path}: needs a non-empty `icl_tasks` list")
     tasks: dict[str, Task] = {}
     for number, entry in enumerate(entries, start=1):
         where = f"{path}: icl_tasks[{number}]"
         if not isinstance(entry, dict):
-            raise GauntletConfigError(f"{where}: expected a mapping")
+            raise ConfigError(f"{where}: expected a mapping")
         missing = [k for k in ("label", "dataset_uri", "icl_task_type", "num_fewshot") if k not in entry]
         if missing:
-            raise GauntletConfigError(f"{where}: missing {', '.join(missing)}")
+            raise ConfigError(f"{where}: missing {', '.join(missing)}")
         label, task_type = str(entry["label"]), str(entry["icl_task_type"])
         if label in tasks:
-            raise GauntletConfigError(f"{where}: label {label!r} appears twice")
+            raise ConfigError(f"{where}: label {label!r} appears twice")
         shots = entry["num_fewshot"]
         if not isinstance(shots, list) or not shots or not all(isinstance(s, int) and s >= 0 for s in shots):
-            raise GauntletConfigError(f"{where} ({label}): num_fewshot must be a list of integers >= 0")
+            raise ConfigError(f"{where} ({label}): num_fewshot must be a list of integers >= 0")
         metric_names = entry.get("metric_names") or [DEFAULT_METRICS.get(task_type)]
         if metric_names[0] is None:
-            raise GauntletConfigError(
-                f"{where} ({label}): icl_task_type {task_type!r} needs explicit metric_names"
-            )
+            raise ConfigError(f"{where} ({label}): icl_task_type {task_type!r} needs explicit metric_names")
         tasks[label] = Task(
             label,
             str(entry["dataset_uri"]),
@@ -220,7 +226,7 @@ def _check_tasks_match(
                 f"{name}: task shots {list(tasks[name].num_fewshot)} != Gauntlet shots [{benchmarks[name].num_fewshot}]"
             )
     if problems:
-        raise GauntletConfigError(f"{where}: " + "; ".join(problems))
+        raise ConfigError(f"{where}: " + "; ".join(problems))
 
 
 def load_gauntlet(version_or_path: str) -> Gauntlet:
@@ -229,15 +235,15 @@ def load_gauntlet(version_or_path: str) -> Gauntlet:
     data = _read_yaml(path)
     block = data.get("eval_gauntlet")
     if not isinstance(block, dict):
-        raise GauntletConfigError(f"{path}: needs an `eval_gauntlet` block")
+        raise ConfigError(f"{path}: needs an `eval_gauntlet` block")
     if str(block.get("weighting", "EQUAL")).upper() != "EQUAL":
-        raise GauntletConfigError(f"{path}: only EQUAL weighting is supported (the LIMIT Gauntlet's)")
+        raise ConfigError(f"{path}: only EQUAL weighting is supported (the LIMIT Gauntlet's)")
     subtract = bool(block.get("subtract_random_baseline", True))
     rescale = bool(block.get("rescale_accuracy", True))
     if rescale and not subtract:
-        raise GauntletConfigError(f"{path}: rescale_accuracy needs subtract_random_baseline")
+        raise ConfigError(f"{path}: rescale_accuracy needs subtract_random_baseline")
     if not isinstance(data.get("icl_tasks"), str):
-        raise GauntletConfigError(f"{path}: needs `icl_tasks: <tasks file relative to this config>`")
+        raise ConfigError(f"{path}: needs `icl_tasks: <tasks file relative to this config>`")
     tasks_path = (path.parent / data["icl_tasks"]).resolve()
     categories = _parse_categories(block, path)
     tasks = parse_tasks(tasks_path)

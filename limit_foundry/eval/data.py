@@ -1,40 +1,44 @@
 """Gauntlet benchmark data: download from llm-foundry's GitHub repository at a pinned commit, checked.
 
-LLM Foundry 0.22's wheel ships no benchmark files (LIMIT_FACTS §2); they live in the llm-foundry
-repository under `scripts/eval/local_data/`. `eval/gauntlet_data_manifest.json` pins the commit
-(the v0.22.0 release, 969212bd384a) and every file the v0 and v0.3 tasks read, each with its git
-blob SHA-1 (from the commit's tree) and, where the file was readable when pinning, its sha256 and
-size. A download is accepted only if every recorded checksum matches. `GAUNTLET_DATA_DIR` points
-the Gauntlet at an existing copy instead.
+LLM Foundry 0.22's wheel ships no benchmark files; they live in the llm-foundry repository under
+`scripts/eval/local_data/`. The data pin, `gauntlet_data_manifest.json` (package data of
+`limit_foundry.eval`), pins the commit (the v0.22.0 release, 969212bd384a) and every file the v0 and
+v0.3 tasks read, each with its git blob SHA-1 (from the commit's tree) and, where the file was readable
+when pinning, its sha256 and size. A download is accepted only if every recorded checksum matches.
+`GAUNTLET_DATA_DIR` points the Gauntlet at an existing copy instead.
 
-    python -m limit_foundry.eval.data download --out data/gauntlet/local_data
-    python -m limit_foundry.eval.data pin --repo PATH/TO/llm-foundry   # maintainers: rebuild the manifest
+    limit-foundry gauntlet download --out data/gauntlet/local_data
+    limit-foundry gauntlet pin --repo PATH/TO/llm-foundry   # maintainers: rebuild the manifest
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.eval.config import REPO_ROOT, VERSIONS, GauntletConfigError, load_gauntlet
+from limit_foundry.errors import LimitFoundryError
+from limit_foundry.eval.config import VERSIONS, load_gauntlet, packaged_file
 from limit_foundry.io import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
-MANIFEST_PATH = REPO_ROOT / "eval" / "gauntlet_data_manifest.json"
+MANIFEST_NAME = "gauntlet_data_manifest.json"
+PINNED_COMMIT = "969212bd384a"  # llm-foundry's v0.22.0 release
 DEFAULT_DATA_DIR = Path("data") / "gauntlet" / "local_data"
 DATA_DIR_ENV = "GAUNTLET_DATA_DIR"
 RAW_URL = "https://raw.githubusercontent.com/{repository}/{commit}/{base_path}/{path}"
 
 
-class GauntletDataError(RuntimeError):
-    """Benchmark data that cannot be fetched or does not match its pinned checksum."""
+class GauntletDataError(LimitFoundryError):
+    """Benchmark data that cannot be fetched or does not match its pin (exit 1: the download did not finish).
+
+    Its own class because a Gauntlet run goes on without the pin (with a warning) when the manifest
+    cannot be read.
+    """
 
 
 def default_data_dir() -> Path:
@@ -47,8 +51,13 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
-def load_manifest(path: str | Path = MANIFEST_PATH) -> dict[str, Any]:
-    path = Path(path)
+def default_manifest_path() -> Path:
+    """The data pin shipped with the package."""
+    return packaged_file(MANIFEST_NAME)
+
+
+def load_manifest(path: str | Path | None = None) -> dict[str, Any]:
+    path = Path(path) if path is not None else default_manifest_path()
     try:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -113,17 +122,18 @@ def files_for(manifest: dict[str, Any], versions: list[str]) -> list[str]:
 
 
 def download(
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     versions: list[str] | None = None,
-    manifest_path: str | Path = MANIFEST_PATH,
+    manifest_path: str | Path | None = None,
     base_url: str | None = None,
     timeout: float = 60.0,
 ) -> dict[str, str]:
-    """Fetch missing or stale files into `out_dir`; returns {path: "present" | "downloaded"}."""
+    """Fetch missing or stale files into `out_dir` (default: `default_data_dir()`) as the manifest
+    (default: the packaged pin) lists them; returns {path: "present" | "downloaded"}."""
     from tqdm import tqdm
 
     manifest = load_manifest(manifest_path)
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_data_dir()
     status: dict[str, str] = {}
     names = files_for(manifest, versions or [])
     for name in tqdm(names, desc="gauntlet data", unit="file"):
@@ -146,8 +156,14 @@ def _git(repo: Path, *args: str) -> bytes:
     return result.stdout
 
 
-def pin(repo: str | Path, commit: str, base_path: str = "scripts/eval/local_data") -> dict[str, Any]:
-    """A manifest for the files both Gauntlets read, from a local llm-foundry git checkout at `commit`."""
+def pin(
+    repo: str | Path,
+    commit: str = PINNED_COMMIT,
+    out: str | Path | None = None,
+    base_path: str = "scripts/eval/local_data",
+) -> Path:
+    """Write the manifest for the files both Gauntlets read, from a local llm-foundry git checkout at
+    `commit`, to `out` (default: the packaged pin, which a maintainer then commits); returns its path."""
     repo = Path(repo)
     full_commit = _git(repo, "rev-parse", commit).decode().strip()
     wanted = sorted({t.dataset_uri for v in VERSIONS for t in load_gauntlet(v).tasks.values()})
@@ -164,65 +180,21 @@ def pin(repo: str | Path, commit: str, base_path: str = "scripts/eval/local_data
         else:
             entry.update(sha256=sha256_bytes(data), size=len(data))
         files[name] = entry
-    return {
+    manifest = {
         "repository": "mosaicml/llm-foundry",
         "commit": full_commit,
         "base_path": base_path,
         "note": "git_blob_sha1 from the commit's tree pins every file; sha256/size where the blob was readable",
         "files": files,
     }
+    target = Path(out) if out is not None else default_manifest_path()
+    atomic_write_json(target, manifest)
+    return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m limit_foundry.eval.data", description=__doc__.split("\n\n")[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    get = sub.add_parser("download", help="download the pinned benchmark files (skips files already correct)")
-    get.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"target directory (default: ${DATA_DIR_ENV} when set, else {DEFAULT_DATA_DIR})",
-    )
-    get.add_argument(
-        "--gauntlet",
-        action="append",
-        choices=sorted(VERSIONS),
-        help="only the files this Gauntlet version reads; repeatable (default: every pinned file)",
-    )
-    get.add_argument(
-        "--manifest", type=Path, default=MANIFEST_PATH, help="data manifest (default: %(default)s)"
-    )
-    get.add_argument(
-        "--base-url",
-        default=None,
-        help="fetch <base-url>/<path> instead of GitHub raw (a mirror; default: GitHub)",
-    )
-    get.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default: %(default)s)")
-    make = sub.add_parser("pin", help="rebuild the manifest from a local llm-foundry git checkout")
-    make.add_argument("--repo", type=Path, required=True, help="path of an llm-foundry git checkout")
-    make.add_argument(
-        "--commit", default="969212bd384a", help="commit to pin (default: %(default)s, v0.22.0)"
-    )
-    make.add_argument(
-        "--out", type=Path, default=MANIFEST_PATH, help="manifest to write (default: %(default)s)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "pin":
-            atomic_write_json(args.out, pin(args.repo, args.commit))
-            print(f"wrote {args.out}")
-            return 0
-        out = args.out or default_data_dir()
-        status = download(out, args.gauntlet, args.manifest, args.base_url, args.timeout)
-    except (GauntletDataError, GauntletConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    fetched = sum(s == "downloaded" for s in status.values())
-    print(f"{out}: {fetched} downloaded, {len(status) - fetched} already present and verified")
-    return 0
+if __name__ == "__main__":  # `python -m limit_foundry.eval.data download`: `limit-foundry gauntlet download`
+    import runpy
+    import sys
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    sys.argv[1:1] = ["gauntlet"]
+    runpy.run_module("limit_foundry.cli", run_name="__main__")

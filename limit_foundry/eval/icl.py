@@ -4,7 +4,7 @@
   the traditional paradigm measured on open-ended data (e.g. the Instruct test split, LIMA answers).
   Rows: `prompt`/`response` (keys configurable) or LIMA's `conversations` (first two turns). Prompts
   that are not wrapped yet are wrapped with `template`; the response is tokenized on its own and ends
-  with EOS, as LIMIT's training targets did (LIMIT_FACTS §1). Metric: `ResponsePerplexity`.
+  with EOS, as LIMIT's training targets did (Jha et al. 2023). Metric: `ResponsePerplexity`.
 - `open_ended_generation`: a prompt set (LIMIT release `.txt` or JSONL, read by
   `limit_foundry.data.prompt_sets`) answered during eval with seeded, batch-independent decoding
   (`limit_foundry.generate.decoding`), written as the AlpacaEval-style records the judge reads
@@ -12,7 +12,7 @@
 
 Both need their metric attached to the model: `additional_eval_metrics` for `hf_causal_lm`;
 `additional_train_metrics` plus `use_train_metrics: false` for `mpt_causal_lm`/`limit_hf_mpt`
-(LIMIT_FACTS §4). `limit_foundry.eval.runner.attach_metrics` does it.
+(LLM Foundry 0.22, llmfoundry.models.mpt.modeling_mpt). `limit_foundry.eval.runner.attach_metrics` does it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from limit_foundry.data.prompt_sets import NAMED_SETS, load_prompt_set, read_jsonl, read_release_text
+from limit_foundry.data.prompt_sets import (
+    NAMED_SETS,
+    check_prompts,
+    load_prompt_set,
+    read_jsonl,
+    read_release_text,
+)
 from limit_foundry.data.templates import wrap
+from limit_foundry.errors import ConfigError, DataError
 from limit_foundry.generate.decoding import DecodingSettings, SeededSampler, row_seed
 from limit_foundry.generate.engine import FinishTracker, WorkItem, build_work_items
 from limit_foundry.generate.output import (
@@ -43,17 +50,13 @@ from limit_foundry.io import iter_jsonl
 log = logging.getLogger(__name__)
 
 
-class CustomTaskError(ValueError):
-    """A custom ICL task that cannot run; raised while LLM Foundry builds evaluators (before the model)."""
-
-
 def local_copy(dataset_uri: str, destination_path: str) -> Path:
     """A local file as is (nothing copied into the working directory); a remote one fetched by Composer."""
     path = Path(dataset_uri)
     if path.is_file():
         return path
     if "://" not in dataset_uri:
-        raise CustomTaskError(f"{dataset_uri}: file not found")
+        raise DataError(f"{dataset_uri}: file not found")
     from composer.utils import get_file
 
     target = Path(destination_path).with_suffix(Path(dataset_uri).suffix)
@@ -93,11 +96,11 @@ class _CustomTaskDataset(Dataset):
         hf_parsing_map: dict | None = None,
     ):
         if num_fewshot != 0:
-            raise CustomTaskError(f"{task}: num_fewshot must be [0] (got {num_fewshot})")
+            raise ConfigError(f"{task}: num_fewshot must be [0] (got {num_fewshot})")
         if hf_loading_vars or hf_parsing_map:
-            raise CustomTaskError(f"{task}: hf:// datasets are not supported; pass a local or remote file")
+            raise ConfigError(f"{task}: hf:// datasets are not supported; pass a local or remote file")
         if needs_eos and tokenizer.eos_token_id is None:
-            raise CustomTaskError(f"{dataset_uri}: {task} needs a tokenizer with an EOS token")
+            raise ConfigError(f"{dataset_uri}: {task} needs a tokenizer with an EOS token")
         self.tokenizer = tokenizer
         self.max_seq_len = max_seq_len
         self.pad_tok_id = pad_tok_id
@@ -134,7 +137,7 @@ class ResponsePerplexityDataset(_CustomTaskDataset):
             for prompt, response in self._read(self.path, prompt_key, response_key, template)
         ]
         if not self.rows:
-            raise CustomTaskError(f"{self.path}: no rows")
+            raise DataError(f"{self.path}: no rows")
 
     @staticmethod
     def _read(path: Path, prompt_key: str, response_key: str, template: str) -> list[tuple[str, str]]:
@@ -150,11 +153,11 @@ class ResponsePerplexityDataset(_CustomTaskDataset):
             elif isinstance(turns, list) and len(turns) >= 2 and all(isinstance(t, str) for t in turns[:2]):
                 prompt, response = turns[0], turns[1]
             else:
-                raise CustomTaskError(
+                raise DataError(
                     f"{path}:{line}: needs string `{prompt_key}` and `{response_key}` fields (or `conversations`)"
                 )
             if not response.strip():
-                raise CustomTaskError(f"{path}:{line}: empty response")
+                raise DataError(f"{path}:{line}: empty response")
             pairs.append((wrap(prompt, template), response))
         return pairs
 
@@ -293,8 +296,6 @@ class OpenEndedGenerationDataset(_CustomTaskDataset):
         """Named sets keep limit_foundry.generate's ids and dataset names; other files use their stem."""
         if prompt_set in NAMED_SETS:
             return load_prompt_set(prompt_set, prompts_path=path)
-        from limit_foundry.data.prompt_sets import check_prompts
-
         name = prompt_set or path.stem
         reader = read_release_text if path.suffix == ".txt" else read_jsonl
         return check_prompts(name, str(path), reader(path, name, dataset or name, datasplit))

@@ -2,9 +2,10 @@
 
 Each checkpoint kind becomes an LLM Foundry `models:` entry: an HF directory `hf_causal_lm`, an MPT
 directory (hub format or an `hf_checkpointer` export) `limit_hf_mpt`, a Composer `.pt` the model and
-tokenizer sections of its training YAML plus `load_path`. The CPU recipe of LIMIT_FACTS §4 applies
-(torch attention and cross-entropy, integer batch sizes). Eval writes `<label>-<shots>.jsonl` copies
-into the working directory, so it runs inside a scratch directory, never the caller's.
+tokenizer sections of its training YAML plus `load_path`. MPT runs with torch attention and
+cross-entropy (LLM Foundry's defaults need flash-attn) and integer batch sizes, so CPUs work too. Eval
+writes `<label>-<shots>.jsonl` copies into the working directory, so it runs inside a scratch
+directory, never the caller's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.errors import ModelLoadError
+from limit_foundry.errors import ConfigError, LimitFoundryError, ModelLoadError, UserError
 from limit_foundry.eval.config import CUSTOM_TASK_METRICS
 from limit_foundry.models.checkpoints import (
     CheckpointSpec,
@@ -28,7 +29,7 @@ from limit_foundry.models.checkpoints import (
 )
 from limit_foundry.models.weights import index_shards
 
-MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context in the LIMIT runs (LIMIT_FACTS §1)
+MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context, the max_seq_len of the LIMIT 7B runs (Jha et al. 2023)
 _WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -37,10 +38,6 @@ _WEIGHT_FILES = (
 )
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 _MPT_MODELS = ("mpt_causal_lm", "limit_hf_mpt")
-
-
-class GauntletRunError(RuntimeError):
-    """A model that cannot be evaluated; the message names the model and its checkpoint."""
 
 
 @dataclass(frozen=True)
@@ -79,16 +76,13 @@ def parse_models(values: list[str], train_yaml: str | None = None) -> list[Model
         if not value:
             continue
         name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
-        try:
-            spec = identify_checkpoint(path, train_yaml if Path(path).is_file() else None)
-        except ModelLoadError as err:
-            raise GauntletRunError(str(err)) from err
+        spec = identify_checkpoint(path, train_yaml if Path(path).is_file() else None)
         model_id = _safe_id(name or (Path(path).stem if Path(path).is_file() else Path(path).name))
         if any(e.model_id == model_id for e in entries):
-            raise GauntletRunError(f"two models are named {model_id!r}: name them with NAME=PATH")
+            raise UserError(f"two models are named {model_id!r}: name them with NAME=PATH")
         entries.append(ModelEntry(model_id, spec))
     if not entries:
-        raise GauntletRunError("no model given")
+        raise UserError("no model given")
     return entries
 
 
@@ -98,19 +92,19 @@ def check_checkpoint(entry: ModelEntry) -> None:
     where = f"{entry.model_id} ({spec.path})"
     if spec.kind == "composer":
         if not zipfile.is_zipfile(path):
-            raise GauntletRunError(f"{where}: not a Composer checkpoint (a torch .pt zip archive)")
+            raise ModelLoadError(f"{where}: not a Composer checkpoint (a torch .pt zip archive)")
         composer_sections(spec)
         return
     if not path.is_dir():
         return  # a hub id: fetched (and checked) by transformers when loading
     if not any((path / name).is_file() for name in _WEIGHT_FILES):
-        raise GauntletRunError(f"{where}: no weights ({', '.join(_WEIGHT_FILES)})")
+        raise ModelLoadError(f"{where}: no weights ({', '.join(_WEIGHT_FILES)})")
     for name in _WEIGHT_FILES:
         if (path / name).is_file():
             for weights in _weight_shards(path / name, where):
                 _check_weight_file(weights, where)
     if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        raise GauntletRunError(f"{where}: no tokenizer files in the directory")
+        raise ModelLoadError(f"{where}: no tokenizer files in the directory")
 
 
 def _weight_shards(path: Path, where: str) -> list[Path]:
@@ -120,7 +114,7 @@ def _weight_shards(path: Path, where: str) -> list[Path]:
     try:
         return index_shards(path)
     except ModelLoadError as err:
-        raise GauntletRunError(f"{where}: {err}") from err
+        raise ModelLoadError(f"{where}: {err}") from err
 
 
 def _check_weight_file(path: Path, where: str) -> None:
@@ -132,25 +126,22 @@ def _check_weight_file(path: Path, where: str) -> None:
             with safe_open(str(path), "np") as handle:  # numpy: the check needs no torch import
                 handle.keys()
         except (SafetensorError, OSError) as err:
-            raise GauntletRunError(f"{where}: {path}: unreadable safetensors file ({err})") from err
+            raise ModelLoadError(f"{where}: {path}: unreadable safetensors file ({err})") from err
     else:  # torch.save: a zip archive, or a pickle (protocol 2+ starts with 0x80) from torch < 1.6
         with open(path, "rb") as f:
             pickled = f.read(1) == b"\x80"
         if not (pickled or zipfile.is_zipfile(path)):
-            raise GauntletRunError(
+            raise ModelLoadError(
                 f"{where}: {path}: not a torch checkpoint (neither a zip archive nor a pickle)"
             )
 
 
 def composer_sections(spec: CheckpointSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `model` and `tokenizer` sections of a Composer checkpoint's training YAML."""
-    try:
-        sections = composer_model_sections(str(spec.train_yaml))
-    except ModelLoadError as err:
-        raise GauntletRunError(str(err)) from err
+    sections = composer_model_sections(str(spec.train_yaml))
     model, tokenizer = dict(sections["model"]), dict(sections["tokenizer"])
     if "name" not in model or "name" not in tokenizer:
-        raise GauntletRunError(f"{spec.train_yaml}: needs `model.name` and `tokenizer.name`")
+        raise ConfigError(f"{spec.train_yaml}: needs `model.name` and `tokenizer.name`")
     return model, tokenizer
 
 
@@ -175,7 +166,8 @@ def attach_metrics(model_cfg: dict[str, Any], registry_names: list[str]) -> None
 
     `hf_causal_lm` takes `additional_eval_metrics`; LLM Foundry's MPT classes only take
     `additional_train_metrics` (also added to their eval metrics), and a custom ICL metric cannot run
-    on training batches, so train metrics are switched off (LIMIT_FACTS §4).
+    on training batches, so train metrics are switched off (LLM Foundry 0.22,
+    llmfoundry.models.mpt.modeling_mpt: `ComposerMPTCausalLM`).
     """
     if not registry_names:
         return
@@ -192,7 +184,7 @@ def attach_metrics(model_cfg: dict[str, Any], registry_names: list[str]) -> None
         ]
         model_cfg["use_train_metrics"] = False
     else:
-        raise GauntletRunError(f"custom ICL tasks need hf_causal_lm or an MPT model, not {name!r}")
+        raise ConfigError(f"custom ICL tasks need hf_causal_lm or an MPT model, not {name!r}")
 
 
 def model_entry_config(
@@ -283,6 +275,7 @@ def _float(value: Any) -> float:
 
 def collect(trainer: Any) -> RawResult:
     """Every evaluator's computed metrics under LLM Foundry's own logging keys, and the eval loop's timing."""
+    # here, not at the top: progress imports Composer, and checks and `score` must not pay for it
     from limit_foundry.eval.progress import GauntletProgress
 
     result = RawResult()
@@ -326,8 +319,10 @@ def run_model(
     with working_directory(workdir):
         try:
             trainers, _ = evaluate(OmegaConf.create(cfg))
+        except LimitFoundryError:
+            raise  # ours, from a custom task built inside eval: it names its file or option already
         except Exception as err:
-            raise GauntletRunError(
+            raise ModelLoadError(
                 f"{entry.model_id} ({entry.spec.path}): LLM Foundry eval failed: {type(err).__name__}: {err}"
             ) from err
     result = collect(trainers[0])

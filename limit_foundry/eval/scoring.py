@@ -1,8 +1,8 @@
 """Gauntlet scores from LLM Foundry's raw metrics, with nothing hidden.
 
-Scoring follows LIMIT_FACTS §2: a benchmark with subcategories is first averaged over them (equal
-weight); score = (accuracy - random_baseline) / (1 - random_baseline); a category is the equal-weight
-mean of its benchmarks; an average is the plain mean of its categories. Unlike LLM Foundry's
+Scoring follows the Eval Gauntlet as Jha et al. 2023 (LIMIT) report it: a benchmark with
+subcategories is first averaged over them (equal weight); score = (accuracy - random_baseline) /
+(1 - random_baseline); a category is the equal-weight mean of its benchmarks; an average is the plain mean of its categories. Unlike LLM Foundry's
 EvalGauntlet callback, a benchmark without data or metrics is listed and its category marked
 incomplete (its score is labelled partial), never silently dropped.
 
@@ -18,13 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from limit_foundry.errors import DataError
 from limit_foundry.eval.config import Benchmark, Gauntlet
 
 SCORED, MISSING_DATA, NO_METRICS = "scored", "missing_data", "no_metrics"
-
-
-class RawMetricsError(ValueError):
-    """A raw metrics mapping that cannot be scored; the message names the key."""
 
 
 @dataclass
@@ -48,7 +45,7 @@ def _split_key(key: str) -> tuple[str, int, list[str]] | None:
 
 def _value(key: str, value: Any, source: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RawMetricsError(f"{source}: {key!r} must be a finite number, got {value!r}")
+        raise DataError(f"{source}: {key!r} must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -78,16 +75,14 @@ def parse_raw_metrics(
             continue
         slot = parsed.accuracy.setdefault((label, shots), {})
         if subcategory in slot:
-            raise RawMetricsError(f"{source}: {key!r} repeats a metric already given for {label}")
+            raise DataError(f"{source}: {key!r} repeats a metric already given for {label}")
         slot[subcategory] = number
         if examples and key in examples:
             count = _value(key, examples[key], f"{source} (examples)")
             parsed.examples[(label, shots)] = parsed.examples.get((label, shots), 0) + int(count)
     for (label, shots), slot in parsed.accuracy.items():
         if None in slot and len(slot) > 1:
-            raise RawMetricsError(
-                f"{source}: {label}/{shots}-shot has both an overall value and subcategories"
-            )
+            raise DataError(f"{source}: {label}/{shots}-shot has both an overall value and subcategories")
     return parsed
 
 

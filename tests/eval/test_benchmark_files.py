@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from limit_foundry.errors import DataError
 from limit_foundry.eval.benchmark_files import (
-    BenchmarkFileError,
     eval_file,
     first_rows,
     locate,
@@ -49,7 +49,7 @@ def test_bad_json_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "copa.jsonl"
     good = json.dumps({"query": "q", "choices": ["a", "b"], "gold": 0})
     path.write_text(f"{good}\n{good}\n{{not json\n")
-    with pytest.raises(BenchmarkFileError, match=r"copa\.jsonl:3: not valid JSON"):
+    with pytest.raises(DataError, match=r"copa\.jsonl:3: not valid JSON"):
         read_rows(path, _task())
 
 
@@ -58,16 +58,14 @@ def test_a_missing_field_names_file_line_and_field(tmp_path: Path) -> None:
     path.write_text(
         json.dumps({"query": "q", "choices": ["a"], "gold": 0}) + "\n" + json.dumps({"query": "q"}) + "\n"
     )
-    with pytest.raises(
-        BenchmarkFileError, match=r"copa\.jsonl:2: missing choices, gold \(needed by multiple_choice"
-    ):
+    with pytest.raises(DataError, match=r"copa\.jsonl:2: missing choices, gold \(needed by multiple_choice"):
         read_rows(path, _task())
 
 
 def test_a_corrupt_file_in_the_data_dir_stops_locate(tmp_path: Path) -> None:
     (tmp_path / "commonsense_reasoning").mkdir()
     (tmp_path / "commonsense_reasoning" / "copa.jsonl").write_bytes(b"\xff\xfe garbage\n")
-    with pytest.raises(BenchmarkFileError, match="copa.jsonl"):
+    with pytest.raises(DataError, match="copa.jsonl"):
         locate(load_gauntlet("v0"), tmp_path)
 
 

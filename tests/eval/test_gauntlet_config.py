@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from limit_foundry.eval.config import GauntletConfigError, load_gauntlet
+from limit_foundry.errors import ConfigError
+from limit_foundry.eval.config import load_gauntlet
 
 # LLM Foundry's scripts/eval/yamls/eval_gauntlet_v0.3.yaml at 969212bd384a (v0.22.0), read for this repo:
 # category -> benchmark -> (shots, random baseline).
@@ -58,7 +59,8 @@ UPSTREAM_V0_3 = {
 
 
 def _facts_table(shared_dir: Path) -> dict[str, dict[str, tuple[int, float]]]:
-    """LIMIT_FACTS §2's Gauntlet table: category -> benchmark -> (shots, random baseline)."""
+    """The Gauntlet v0 table of the study's reference notes in ../shared (the paper's Gauntlet, written out):
+    category -> benchmark -> (shots, random baseline)."""
     facts = (shared_dir / "LIMIT_FACTS.md").read_text()
     section = facts.split("## 2.")[1].split("## 3.")[0]
     table: dict[str, dict[str, tuple[int, float]]] = {}
@@ -77,7 +79,7 @@ def _as_table(gauntlet) -> dict[str, dict[str, tuple[int, float]]]:
     }
 
 
-def test_v0_matches_every_benchmark_shot_and_baseline_of_limit_facts(shared_dir: Path) -> None:
+def test_v0_matches_every_benchmark_shot_and_baseline_of_the_reference_notes(shared_dir: Path) -> None:
     facts = _facts_table(shared_dir)
     assert sum(len(b) for b in facts.values()) == 33  # the parse itself found the whole table
     gauntlet = load_gauntlet("v0")
@@ -105,7 +107,7 @@ def test_each_task_runs_exactly_the_gauntlet_shots() -> None:
 
 
 def test_unknown_version_is_refused() -> None:
-    with pytest.raises(GauntletConfigError, match="unknown Gauntlet version 'v9'"):
+    with pytest.raises(ConfigError, match="unknown Gauntlet version 'v9'"):
         load_gauntlet("v9")
 
 
@@ -131,13 +133,13 @@ def test_a_task_the_gauntlet_does_not_score_is_an_error_naming_the_file(tmp_path
         "icl_task_type": "multiple_choice",
     }
     path = _write_pair(tmp_path, edit_tasks=lambda tasks: tasks.append(extra))
-    with pytest.raises(GauntletConfigError, match=r"tasks\.yaml.*tasks the Gauntlet does not score: siqa"):
+    with pytest.raises(ConfigError, match=r"tasks\.yaml.*tasks the Gauntlet does not score: siqa"):
         load_gauntlet(str(path))
 
 
 def test_a_benchmark_without_a_task_is_an_error(tmp_path: Path) -> None:
     path = _write_pair(tmp_path, edit_tasks=lambda tasks: tasks.pop(0))
-    with pytest.raises(GauntletConfigError, match="benchmarks without a task: jeopardy"):
+    with pytest.raises(ConfigError, match="benchmarks without a task: jeopardy"):
         load_gauntlet(str(path))
 
 
@@ -145,7 +147,7 @@ def test_shots_that_differ_from_the_gauntlet_are_an_error(tmp_path: Path) -> Non
     def five_shot_copa(tasks: list) -> None:
         next(t for t in tasks if t["label"] == "copa")["num_fewshot"] = [5]
 
-    with pytest.raises(GauntletConfigError, match=r"copa: task shots \[5\] != Gauntlet shots \[0\]"):
+    with pytest.raises(ConfigError, match=r"copa: task shots \[5\] != Gauntlet shots \[0\]"):
         load_gauntlet(str(_write_pair(tmp_path, edit_tasks=five_shot_copa)))
 
 
@@ -153,14 +155,12 @@ def test_a_bad_baseline_names_the_file(tmp_path: Path) -> None:
     def bad(categories: list) -> None:
         categories[0]["benchmarks"][0]["random_baseline"] = 1.0
 
-    with pytest.raises(
-        GauntletConfigError, match=r"gauntlet\.yaml.*jeopardy\.random_baseline must be in \[0, 1\)"
-    ):
+    with pytest.raises(ConfigError, match=r"gauntlet\.yaml.*jeopardy\.random_baseline must be in \[0, 1\)"):
         load_gauntlet(str(_write_pair(tmp_path, edit_gauntlet=bad)))
 
 
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("eval_gauntlet: [unclosed\n")
-    with pytest.raises(GauntletConfigError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
         load_gauntlet(str(path))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from limit_foundry.cli.gauntlet import main
 from limit_foundry.eval.config import load_gauntlet
 from limit_foundry.eval.data import (
     GauntletDataError,
@@ -19,7 +20,6 @@ from limit_foundry.eval.data import (
     file_matches,
     git_blob_sha1,
     load_manifest,
-    main,
     raw_url,
 )
 from limit_foundry.io import sha256_bytes

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from limit_foundry.cli.gauntlet import main
 from limit_foundry.eval.config import load_gauntlet
-from limit_foundry.eval.gauntlet import main
 
 MISSING = {
     "mmlu": "world_knowledge",

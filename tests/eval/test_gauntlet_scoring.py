@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from limit_foundry.cli.gauntlet import main
+from limit_foundry.errors import DataError
 from limit_foundry.eval.config import load_gauntlet
-from limit_foundry.eval.gauntlet import main
-from limit_foundry.eval.scoring import RawMetricsError, parse_raw_metrics, score_model
+from limit_foundry.eval.scoring import parse_raw_metrics, score_model
 
 MC = "InContextLearningMultipleChoiceAccuracy"
 LM = "InContextLearningLMAccuracy"
@@ -132,7 +133,7 @@ def test_examples_are_counted_and_unknown_keys_kept_aside(v0) -> None:
 
 @pytest.mark.parametrize("value", ["0.5", math.nan, None])
 def test_a_value_that_is_not_a_number_names_the_key(v0, value) -> None:
-    with pytest.raises(RawMetricsError, match="RAW.json: 'metrics/copa/0-shot/"):
+    with pytest.raises(DataError, match="RAW.json: 'metrics/copa/0-shot/"):
         parse_raw_metrics(v0, {f"metrics/copa/0-shot/{MC}": value}, source="RAW.json")
 
 
@@ -178,7 +179,7 @@ def test_score_loads_no_model_stack(v0, repo_root: Path, tmp_path: Path) -> None
     raw_path.write_text(json.dumps(full_raw(v0, 0.6)))
     script = (
         "import json, sys\n"
-        "from limit_foundry.eval.gauntlet import main\n"
+        "from limit_foundry.cli.gauntlet import main\n"
         "code = main(['score', '--config', 'eval/yamls/gauntlet_v0.yaml', '--metrics', sys.argv[1]])\n"
         "heavy = [m for m in ('torch', 'llmfoundry', 'composer', 'transformers') if m in sys.modules]\n"
         "print(json.dumps({'code': code, 'heavy': heavy}), file=sys.stderr)\n"

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from limit_foundry.data.templates import wrap
-from limit_foundry.eval.icl import CustomTaskError, OpenEndedGenerationDataset, ResponsePerplexityDataset
+from limit_foundry.errors import ConfigError, DataError
+from limit_foundry.eval.icl import OpenEndedGenerationDataset, ResponsePerplexityDataset
 from limit_foundry.generate.output import OutputConflictError
 
 ROWS = [
@@ -103,9 +104,9 @@ def test_response_perplexity_counts_truncated_responses(gpt2, tmp_path: Path) ->
 def test_response_perplexity_names_the_bad_line(gpt2, tmp_path: Path) -> None:
     _, tokenizer = gpt2
     path = _jsonl(tmp_path / "bad.jsonl", [ROWS[0], {"prompt": "only a prompt"}])
-    with pytest.raises(CustomTaskError, match=r"bad\.jsonl:2: needs string `prompt` and `response`"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: needs string `prompt` and `response`"):
         _perplexity_dataset(tokenizer, tmp_path, path, 64)
-    with pytest.raises(CustomTaskError, match=r"num_fewshot must be \[0\]"):
+    with pytest.raises(ConfigError, match=r"num_fewshot must be \[0\]"):
         _perplexity_dataset(tokenizer, tmp_path, path, 64, num_fewshot=3)
 
 

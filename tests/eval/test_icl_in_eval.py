@@ -2,7 +2,7 @@
 
 One `run` (module fixture, in this process, so llmfoundry is imported once) evaluates three checkpoint
 kinds with `--extra-tasks`: a Composer `.pt` built by `mpt_causal_lm` (custom metrics reach it only as
-train metrics, LIMIT_FACTS §4), the same weights as a hub-format MPT directory (`limit_hf_mpt`), and a
+train metrics in LLM Foundry 0.22), the same weights as a hub-format MPT directory (`limit_hf_mpt`), and a
 GPT-2 (`hf_causal_lm`, `additional_eval_metrics`). Each test checks what eval produced against an
 independent computation on the model loaded outside LLM Foundry.
 """
@@ -18,8 +18,8 @@ import pytest
 import torch
 import yaml
 
+from limit_foundry.cli.gauntlet import main
 from limit_foundry.eval.config import load_gauntlet
-from limit_foundry.eval.gauntlet import main
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.eval.runner import EvalSettings, GauntletRunError, ModelEntry, attach_metrics, eval_config
+from limit_foundry.errors import ConfigError
+from limit_foundry.eval.runner import EvalSettings, ModelEntry, attach_metrics, eval_config
 from limit_foundry.models.checkpoints import CheckpointSpec
 
 TASKS = [
@@ -28,7 +29,7 @@ def test_hf_models_take_custom_metrics_as_eval_metrics(tiny_gpt2_dir: Path) -> N
 
 
 def test_mpt_models_take_them_as_train_metrics_with_train_metrics_off(tiny_hub_mpt_dir: Path) -> None:
-    """LLM Foundry's MPT classes accept extra metrics only as train metrics (LIMIT_FACTS §4); an ICL
+    """LLM Foundry 0.22's MPT classes accept extra metrics only as train metrics (modeling_mpt); an ICL
     metric cannot run on training batches, so train metrics are switched off."""
     model = _model_cfg("mpt", tiny_hub_mpt_dir)
     assert model["name"] == "limit_hf_mpt"
@@ -46,7 +47,7 @@ def test_mpt_models_take_them_as_train_metrics_with_train_metrics_off(tiny_hub_m
 
 
 def test_other_model_classes_are_refused_for_custom_tasks() -> None:
-    with pytest.raises(GauntletRunError, match="not 'my_lm'"):
+    with pytest.raises(ConfigError, match="not 'my_lm'"):
         attach_metrics({"name": "my_lm"}, ["response_perplexity"])
     plain = {"name": "my_lm"}
     attach_metrics(plain, [])  # no custom task, nothing to attach

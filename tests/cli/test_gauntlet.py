@@ -1,0 +1,217 @@
+"""`limit-foundry gauntlet`: its subcommands and exit codes, and every way to run it from any directory.
+
+The subprocess tests run outside the repository (a temporary working directory) with this checkout's
+package first on the path, so they show what an installed package does: the built-in Gauntlet configs
+and the data pin come from the package itself, not from the checkout's `eval/` folder.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import limit_foundry
+from limit_foundry import cli
+from limit_foundry.cli.gauntlet import main
+from limit_foundry.eval.config import load_gauntlet
+
+PACKAGE_PARENT = Path(limit_foundry.__file__).resolve().parents[1]
+SUBCOMMANDS = ("run", "score", "download", "pin")
+
+
+def _env(first_on_path: Path = PACKAGE_PARENT) -> dict[str, str]:
+    """The environment of a subprocess that imports limit_foundry from `first_on_path`."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(first_on_path), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def _python(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def raw_metrics(tmp_path: Path) -> Path:
+    """RAW.json with every v0 benchmark at accuracy 0.75 (subcategory benchmarks through one subcategory)."""
+    gauntlet = load_gauntlet("v0")
+    raw = {}
+    for bench in gauntlet.benchmarks:
+        task = gauntlet.tasks[bench.name]
+        sub = "/all" if task.has_categories else ""
+        raw[f"metrics/{bench.name}/{bench.num_fewshot}-shot{sub}/{task.metric}"] = 0.75
+    path = tmp_path / "lima" / "RAW.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _packaged_config(name: str) -> Path:
+    return Path(str(importlib.resources.files("limit_foundry.eval").joinpath("yamls", name))).resolve()
+
+
+def _check_scored(stdout: str, package_parent: Path = PACKAGE_PARENT) -> None:
+    results = json.loads(stdout)
+    assert results["gauntlet"]["version"] == "v0"
+    config = Path(results["gauntlet"]["config"])
+    assert config == package_parent.resolve() / "limit_foundry" / "eval" / "yamls" / "gauntlet_v0.yaml"
+    model = results["models"][0]
+    assert model["model_id"] == "lima" and model["averages"]["average"]["complete"]
+    # every benchmark at 0.75: (0.75 - baseline) / (1 - baseline), averaged per category, then over five
+    expected = sum(
+        sum((0.75 - b.random_baseline) / (1 - b.random_baseline) for b in bs) / len(bs)
+        for bs in load_gauntlet("v0").categories.values()
+    )
+    assert model["averages"]["average"]["score"] == pytest.approx(expected / 5)
+
+
+def test_the_dispatcher_lists_gauntlet_and_its_help_lists_the_subcommands(capsys) -> None:
+    assert cli.main(["--help"]) == 0
+    assert "gauntlet" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        cli.main(["gauntlet", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: limit-foundry gauntlet")
+    assert all(name in out for name in SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: limit-foundry gauntlet {name}")
+
+
+@pytest.mark.parametrize("argv", [[], ["bogus"], ["run", "--out", "x"], ["score"], ["run", "--model", "m"]])
+def test_a_missing_subcommand_or_option_exits_2(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_bad_input_exits_2_with_one_error_line(raw_metrics: Path, tmp_path: Path, capsys) -> None:
+    cases = {
+        ("score", "--config", "v9", "--metrics", str(raw_metrics)): "unknown Gauntlet version 'v9'",
+        ("score", "--metrics", str(tmp_path / "absent.json")): "absent.json: cannot read a JSON object",
+        (
+            "run",
+            "--model",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--limit",
+            "0",
+        ): "--limit must be >= 1",
+    }
+    for argv, message in cases.items():
+        assert main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "results.json").write_text("{}")
+    assert main(["run", "--model", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "results.json exists: choose another --out or pass --overwrite" in capsys.readouterr().err
+
+
+def test_builtin_configs_resolve_through_importlib_resources() -> None:
+    for version, name in (("v0", "gauntlet_v0.yaml"), ("v0.3", "gauntlet_v0.3.yaml")):
+        gauntlet = load_gauntlet(version)
+        assert gauntlet.path == _packaged_config(name)
+        assert gauntlet.tasks_path == _packaged_config(f"tasks_{version}.yaml")
+
+
+@pytest.mark.parametrize(
+    "module", [["-m", "limit_foundry.cli", "gauntlet"], ["-m", "limit_foundry.eval.gauntlet"]]
+)
+def test_score_config_v0_works_from_any_directory(
+    module: list[str], raw_metrics: Path, tmp_path: Path
+) -> None:
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    done = _python(
+        [*module, "score", "--config", "v0", "--metrics", str(raw_metrics), "--out", "rescored"], cwd
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_scored(done.stdout)
+    assert {p.name for p in (cwd / "rescored").iterdir()} == {"results.json", "results.md", "gauntlet.png"}
+
+
+def test_the_repository_script_is_the_same_command(
+    repo_root: Path, raw_metrics: Path, tmp_path: Path
+) -> None:
+    done = _python(
+        [str(repo_root / "eval" / "gauntlet.py"), "score", "--metrics", str(raw_metrics)], tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_scored(done.stdout)
+
+
+def test_the_documented_config_path_is_the_packaged_file(repo_root: Path, raw_metrics: Path) -> None:
+    """`eval/yamls` in the repository links to the package's folder: one copy of each config."""
+    link = repo_root / "eval" / "yamls"
+    assert link.is_symlink() and os.readlink(link) == "../limit_foundry/eval/yamls"
+    assert link.resolve() == _packaged_config("gauntlet_v0.yaml").parent
+    done = _python(
+        ["-m", "limit_foundry.cli", "gauntlet", "score", "--config", "eval/yamls/gauntlet_v0.yaml",
+         "--metrics", str(raw_metrics)],
+        repo_root,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_scored(done.stdout)
+
+
+def test_the_data_module_form_reaches_download(tmp_path: Path) -> None:
+    """`python -m limit_foundry.eval.data download` (`make gauntlet-data` before) is `gauntlet download`."""
+    bad = tmp_path / "manifest.json"
+    bad.write_text("{")
+    done = _python(["-m", "limit_foundry.eval.data", "download", "--manifest", str(bad)], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: {bad}: cannot read the data manifest")
+
+
+@pytest.mark.slow
+def test_a_built_wheel_scores_v0_without_the_checkout(
+    repo_root: Path, raw_metrics: Path, tmp_path: Path
+) -> None:
+    """Build the wheel from a copy of the sources, unpack it, and score from elsewhere with it first on the path."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo_root / name, source / name)
+    shutil.copytree(
+        repo_root / "limit_foundry", source / "limit_foundry", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    build = "from setuptools import build_meta; print(build_meta.build_wheel('../dist'))"
+    built = _python(["-c", build], source)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = tmp_path / "dist" / built.stdout.strip().splitlines()[-1]
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(site)
+    assert {
+        "limit_foundry/eval/gauntlet_data_manifest.json",
+        "limit_foundry/eval/yamls/gauntlet_v0.yaml",
+        "limit_foundry/eval/yamls/tasks_v0.yaml",
+        "limit_foundry/eval/yamls/gauntlet_v0.3.yaml",
+        "limit_foundry/eval/yamls/tasks_v0.3.yaml",
+    } <= names
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    done = _python(
+        ["-m", "limit_foundry.cli", "gauntlet", "score", "--config", "v0", "--metrics", str(raw_metrics)],
+        cwd,
+        _env(site),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _check_scored(done.stdout, site)
