@@ -108,9 +108,9 @@ def run_command(parameters: dict[str, Any], build_data: bool) -> str:
     recipe, data_root = variables.get("recipe"), variables.get("data_root")
     if build_data and recipe and data_root:
         lines.append(
-            f"python data_prep/build_datasets.py --recipe {shlex.quote(str(recipe))} --out {shlex.quote(str(data_root))}"
+            f"python -m limit_foundry.cli data --recipe {shlex.quote(str(recipe))} --out {shlex.quote(str(data_root))}"
         )
-    lines.append(f"composer train.py {PARAMETERS_PATH}")
+    lines.append(f"composer -m limit_foundry.cli.train {PARAMETERS_PATH}")
     return "\n".join(lines) + "\n"
 
 

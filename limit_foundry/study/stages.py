@@ -96,27 +96,14 @@ def composer() -> str:
     return str(Path(sys.executable).parent / "composer")
 
 
-# Subcommands whose limit_foundry/cli/<name>.py is not on this branch yet run through their present entry
-# points, which take the same arguments. Each entry goes once its cli/<name>.py is merged; then every step
-# runs by module and the study no longer depends on the working directory.
-_PRESENT_ENTRY_POINTS: dict[str, list[str]] = {
-    "data": ["data_prep/build_datasets.py"],
-    "gauntlet": ["-m", "limit_foundry.eval.gauntlet"],
-    "generate": ["-m", "limit_foundry.generate"],
-    "judge": ["-m", "limit_foundry.judge"],
-    "report": ["-m", "limit_foundry.report"],
-    "train": ["train.py"],
-}
-
-
 def cli(name: str, *args: str) -> list[str]:
     """The command of `limit-foundry NAME ARGS...`, run by module with this interpreter."""
-    return [python(), *_PRESENT_ENTRY_POINTS.get(name, ["-m", "limit_foundry.cli", name]), *args]
+    return [python(), "-m", "limit_foundry.cli", name, *args]
 
 
 def train_command(*args: str) -> list[str]:
     """`limit-foundry train ARGS...` under Composer's launcher (one process per GPU, one on a CPU machine)."""
-    return [composer(), *_PRESENT_ENTRY_POINTS.get("train", ["-m", "limit_foundry.cli.train"]), *args]
+    return [composer(), "-m", "limit_foundry.cli.train", *args]
 
 
 def judge_backend(spec: StudySpec) -> str:

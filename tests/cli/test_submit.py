@@ -37,7 +37,7 @@ def test_dry_run_is_a_valid_mcli_run_config(name: str, capsys: pytest.CaptureFix
 
     assert final.parameters == resolved_dict(compose_config(config))  # exactly the composed config
     assert final.parameters["run_name"] == final.name
-    assert final.command.rstrip().endswith(f"composer train.py {PARAMETERS_PATH}")
+    assert final.command.rstrip().endswith(f"composer -m limit_foundry.cli.train {PARAMETERS_PATH}")
     assert final.compute == {"cluster": "r1z1", "gpus": 8}
     assert final.scheduling["resumable"] is True
     repos = {i["git_repo"]: i for i in final.integrations}

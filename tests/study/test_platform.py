@@ -53,8 +53,8 @@ def test_run_clones_foundry_release_and_this_commit() -> None:
 
 def test_command_builds_the_recipe_then_trains_the_mounted_parameters() -> None:
     lines = run_command(PARAMETERS, build_data=True).splitlines()
-    assert lines[-2] == "python data_prep/build_datasets.py --recipe instruct_v1_5k_lima --out data"
-    assert lines[-1] == f"composer train.py {PARAMETERS_PATH}"
+    assert lines[-2] == "python -m limit_foundry.cli data --recipe instruct_v1_5k_lima --out data"
+    assert lines[-1] == f"composer -m limit_foundry.cli.train {PARAMETERS_PATH}"
     assert "build_datasets" not in run_command(PARAMETERS, build_data=False)
     quoted = run_command({"variables": {"recipe": "instruct_v1:40,lima:all", "data_root": "d r"}}, True)
     assert "--recipe instruct_v1:40,lima:all --out 'd r'" in quoted
