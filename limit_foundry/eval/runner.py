@@ -80,7 +80,7 @@ def parse_models(values: list[str], train_yaml: str | None = None) -> list[Model
             continue
         name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
         try:
-            spec = identify_checkpoint(path, train_yaml if Path(path).is_file() else None)
+            spec = identify_checkpoint(path, train_yaml, train_yaml_for_files_only=True)
         except CheckpointLoadError as err:
             raise GauntletRunError(str(err)) from err
         model_id = _safe_id(name or (Path(path).stem if Path(path).is_file() else Path(path).name))
