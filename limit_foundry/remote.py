@@ -305,6 +305,13 @@ def describe_remote(uri: str) -> tuple[str, list[RemoteObject]]:
     return _describe(_StoreReader(uri), uri)
 
 
+def list_folders(uri: str) -> list[str]:
+    """Names of the folders directly under a folder URI (e.g. the exports under `<save_folder>/huggingface`)."""
+    _, _, key = split_uri(uri)
+    objects = _StoreReader(uri).list(key.rstrip("/") + "/")
+    return sorted({o.name.split("/", 1)[0] for o in objects if "/" in o.name})
+
+
 def fetch_to_cache(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """The local path for `path`: itself when local, else the verified cached copy of the remote object(s)."""
     if not is_remote(path):
