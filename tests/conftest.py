@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,66 @@ def questions() -> list[str]:
 @pytest.fixture
 def prompts_file(tmp_path) -> Path:
     return _write_jsonl(tmp_path / "questions.jsonl", [{"instruction": q} for q in QUESTIONS])
+
+
+# --- object storage: one real S3-protocol server (moto's standalone server) per test session ---------------
+S3_TEST_BUCKET = "limit-test"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (free when probed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """`python -m moto.server` on 127.0.0.1 with a bucket; boto3 and Composer reach it through their env settings.
+
+    Yields the environment that points a process at it (also set in this process for the session) and, under
+    "bucket", the name of an empty bucket created in it.
+    """
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not start on {endpoint}") from None
+                time.sleep(0.2)
+        env = {
+            "S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "limit-test-key",
+            "AWS_SECRET_ACCESS_KEY": "limit-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        }
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=S3_TEST_BUCKET)
+            yield {**env, "bucket": S3_TEST_BUCKET}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

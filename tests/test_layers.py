@@ -3,7 +3,7 @@
 Every `import` and `from ... import` of a limit_foundry module counts, function-local ones included (they
 hide cycles as well as top-level ones do). Layers, bottom to top:
 
-    0  errors, io, config, provenance (sideways only down the order errors <- io <- config, provenance)
+    0  errors, io, config, provenance, remote (sideways only down the order errors <- io <- the rest)
     1  data, models
     2  generate, judge, eval          (sideways only eval -> generate)
     3  study, testing
@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "io": 0,
     "config": 0,
     "provenance": 0,
+    "remote": 0,  # object-store URIs resolved to verified local copies
     "data": 1,
     "models": 1,
     "generate": 2,
@@ -43,6 +44,8 @@ SIDEWAYS_ALLOWED = {
     ("config", "io"),
     ("provenance", "errors"),
     ("provenance", "io"),
+    ("remote", "errors"),
+    ("remote", "io"),
     ("eval", "generate"),
 }
 

@@ -76,7 +76,7 @@ def parse_models(values: list[str], train_yaml: str | None = None) -> list[Model
         if not value:
             continue
         name, _, path = value.rpartition("=") if "=" in value else ("", "", value)
-        spec = identify_checkpoint(path, train_yaml if Path(path).is_file() else None)
+        spec = identify_checkpoint(path, train_yaml, train_yaml_for_files_only=True)
         model_id = _safe_id(name or (Path(path).stem if Path(path).is_file() else Path(path).name))
         if any(e.model_id == model_id for e in entries):
             raise UserError(f"two models are named {model_id!r}: name them with NAME=PATH")

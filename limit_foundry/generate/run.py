@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from limit_foundry.data.prompt_sets import NAMED_SETS, PromptSet, load_prompt_set
 from limit_foundry.data.templates import resolve_template
@@ -114,7 +115,7 @@ def default_generator_name(spec: CheckpointSpec) -> str:
 
     LLM Foundry's HF exports live in `<run>/huggingface/ba<N>`, so step-named directories take their run's name.
     """
-    path = Path(spec.path)
+    path = Path(spec.path if spec.source is None else urlsplit(spec.source).path)  # a URI: its own name
     if spec.kind == "composer":
         return f"{Path(spec.train_yaml or '').stem}/{path.stem}"
     if _STEP_DIR.match(path.name):
@@ -236,11 +237,11 @@ class PreparedRun:
 def model_identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The model part of a run's identity: its hashes, so a moved checkpoint still resumes.
 
-    Locations count only where there is no hash (a hub id).
+    Locations (a path, an object-store URI) count only where there is no hash (a hub id).
     """
     if fingerprint.get("sha256") is None:
         return dict(fingerprint)
-    return {k: v for k, v in fingerprint.items() if k not in ("path", "train_yaml")}
+    return {k: v for k, v in fingerprint.items() if k not in ("path", "source", "train_yaml")}
 
 
 def prepare_run(

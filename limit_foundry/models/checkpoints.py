@@ -14,13 +14,14 @@ Three kinds, all loaded as (a transformers-style causal LM, its tokenizer):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from limit_foundry.errors import ConfigError, ModelLoadError, UserError
 from limit_foundry.io import sha256_file, sha256_tree, stable_json_hash
 from limit_foundry.models.weights import resolve_checkpoint_dir
+from limit_foundry.remote import fetch_to_cache, is_remote
 
 KINDS = ("hf", "mpt", "composer")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -32,6 +33,7 @@ class CheckpointSpec:
     path: str  # a directory, a `.pt` file or a hub id
     train_yaml: str | None = None
     tokenizer: str | None = None  # a tokenizer directory or hub id overriding the checkpoint's own
+    source: str | None = None  # the object-store URI `path` was downloaded from (limit_foundry.remote)
 
 
 @dataclass
@@ -48,10 +50,27 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def identify_checkpoint(
-    model: str, train_yaml: str | None = None, tokenizer: str | None = None
+    model: str,
+    train_yaml: str | None = None,
+    tokenizer: str | None = None,
+    train_yaml_for_files_only: bool = False,
 ) -> CheckpointSpec:
-    """Decide the kind from what is on disk; fail with the reason when it is none of them."""
-    path = Path(model).expanduser()
+    """Decide the kind from what is on disk; fail with the reason when it is none of them.
+
+    An object-store URI (`s3://...`) is downloaded to the local cache first (`limit_foundry.remote`) and
+    identified there. `train_yaml_for_files_only` ignores `train_yaml` for anything but a `.pt` file (one
+    training YAML given for a list of models).
+    """
+    # --- object storage: a URI becomes its verified local copy --------------------------------------
+    source = model if is_remote(model) else None
+    path = fetch_to_cache(model).expanduser()
+    if source is not None:
+        return replace(
+            identify_checkpoint(str(path), train_yaml, tokenizer, train_yaml_for_files_only), source=source
+        )
+    # --- end object storage ---------------------------------------------------------------------------
+    if train_yaml_for_files_only and not path.is_file():
+        train_yaml = None
     if path.is_file():
         if train_yaml is None:
             raise ModelLoadError(
@@ -107,6 +126,8 @@ def checkpoint_fingerprint(spec: CheckpointSpec) -> dict[str, Any]:
     A hub id is fingerprinted by name only (its files are fetched when loading).
     """
     fingerprint: dict[str, Any] = {"kind": spec.kind, "path": spec.path}
+    if spec.source is not None:
+        fingerprint["source"] = spec.source
     path = Path(spec.path)
     if spec.kind == "composer":
         assert spec.train_yaml is not None

@@ -33,6 +33,7 @@ from limit_foundry.data.recipes import parse_recipe
 from limit_foundry.errors import ConfigError
 from limit_foundry.eval.data import default_data_dir
 from limit_foundry.judge.prompts import builtin_templates
+from limit_foundry.remote import fetch_to_cache, is_remote, list_folders
 from limit_foundry.study.spec import RunSpec, StudySpec
 
 # The project's tiny benchmark samples (package data): the demo Gauntlet's data when no real copy is found.
@@ -153,20 +154,25 @@ def data_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     return [Step("data", "data", [*command, "--quiet"], inputs, outputs, overwrite_flag="--overwrite")]
 
 
-def export_dir(save_folder: Path, checkpoint: str = "latest") -> Path | None:
+def export_dir(save_folder: Path | str, checkpoint: str = "latest") -> Path | None:
     """The HF export the later stages use: the latest batch/epoch, or a named one.
 
     A name matches a folder exactly or as its prefix up to a dash, so `ep4` finds `ep4-ba80` (folders
-    named by `huggingface_folder_name: ep{epoch}-ba{batch}`, as the paper studies set).
+    named by `huggingface_folder_name: ep{epoch}-ba{batch}`, as the paper studies set). A save folder in
+    object storage (`s3://...`) is listed there and the chosen export downloaded to the local cache.
     """
-    root = save_folder / "huggingface"
+    root = f"{str(save_folder).rstrip('/')}/huggingface"
+    remote = is_remote(root)
+    names = list_folders(root) if remote else [p.name for p in Path(root).glob("*") if p.is_dir()]
     if checkpoint != "latest":
-        if (root / checkpoint).is_dir():
-            return root / checkpoint
-        named = [p for p in root.glob("*") if p.is_dir() and p.name.split("-", 1)[0] == checkpoint]
-        return named[0] if len(named) == 1 else None
-    found = [(int(m.group(2)), p) for p in root.glob("*") if p.is_dir() and (m := _EXPORT_STEP.match(p.name))]
-    return max(found)[1] if found else None
+        named = [n for n in names if n.split("-", 1)[0] == checkpoint]
+        chosen = checkpoint if checkpoint in names else (named[0] if len(named) == 1 else None)
+    else:
+        found = [(int(m.group(2)), n) for n in names if (m := _EXPORT_STEP.match(n))]
+        chosen = max(found)[1] if found else None
+    if chosen is None:
+        return None
+    return fetch_to_cache(f"{root}/{chosen}") if remote else Path(root) / chosen
 
 
 def link_model(link: Path, target: Path) -> None:
@@ -179,7 +185,7 @@ def link_model(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def _publish_export(save_folder: Path, link: Path, checkpoint: str) -> Callable[[], None]:
+def _publish_export(save_folder: str, link: Path, checkpoint: str) -> Callable[[], None]:
     def publish() -> None:
         found = export_dir(save_folder, checkpoint)
         if found is None:
@@ -213,7 +219,7 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             )
             continue
         command = train_command(run.config, *_run_overrides(spec, run, layout))
-        save_folder = Path(str(resolved["callbacks"]["hf_checkpointer"]["save_folder"]))
+        save_folder = str(resolved["callbacks"]["hf_checkpointer"]["save_folder"])  # a path or a URI
         link = layout.model_dir(name)
         step = Step(
             "train", f"train:{name}", command, data + base_inputs, [link], params={"config": resolved}
