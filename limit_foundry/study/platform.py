@@ -226,9 +226,12 @@ class RunArithmetic:
     data: TrainData
     epochs: float | None
     batches: int | None  # max_duration in batches, when given so
-    packing_ratio: float | None  # samples per packed row; None: no packing
+    packing_ratio: (
+        float | None
+    )  # samples per packed row; None: no packing, or a ratio not known before start-up
     throughput: Throughput | None
     model: str
+    packing_setting: Any = None  # the config's packing_ratio, as written
 
     @property
     def per_device_batch(self) -> int:
@@ -295,6 +298,10 @@ class RunArithmetic:
         fit = self.fit_ratio()
         if self.packing_ratio:
             out.append(f"  packed: {self.packing_ratio:g} samples per row")
+        elif self.packing_setting not in (None, 1, 1.0):
+            out.append(
+                f"  packed: packing_ratio {self.packing_setting} is set at start-up; steps counted unpacked"
+            )
         elif fit and fit > 1 and self.data.rows is not None:
             hours = self.gpu_hours(fit)
             estimate = f", ~{hours:,.1f} GPU-hours" if hours is not None else ""
@@ -315,12 +322,12 @@ class RunArithmetic:
         return out
 
 
-def _packing_ratio(parameters: dict[str, Any], arithmetic_fit: float | None) -> float | None:
-    ratio = (parameters.get("train_loader", {}).get("dataset") or {}).get("packing_ratio")
+def _packing_ratio(ratio: Any, fit: float | None) -> float | None:
+    """Samples per packed row of a config's `packing_ratio`, when known before start-up."""
     if ratio in (None, 1, 1.0):
         return None
     if ratio == FIT:
-        return arithmetic_fit
+        return fit
     return float(ratio) if isinstance(ratio, int | float) else None
 
 
@@ -370,7 +377,10 @@ def run_arithmetic(parameters: dict[str, Any], gpus: int, data_root: Path | None
         throughput=THROUGHPUT.get(size.group(1).lower()) if size else None,
         model=model,
     )
-    arithmetic.packing_ratio = _packing_ratio(parameters, arithmetic.fit_ratio())
+    arithmetic.packing_setting = (parameters.get("train_loader", {}).get("dataset") or {}).get(
+        "packing_ratio"
+    )
+    arithmetic.packing_ratio = _packing_ratio(arithmetic.packing_setting, arithmetic.fit_ratio())
     if arithmetic.steps_per_epoch(arithmetic.packing_ratio) == 0 and batches is None:
         raise PlatformError(
             f"{arithmetic.data.rows} training rows ({arithmetic.data.source}) fill no global batch of "

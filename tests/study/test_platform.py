@@ -384,3 +384,20 @@ def test_the_study_refuses_a_platform_run_that_would_fail_before_any_stage(
     assert "pre-flight: limit-mpt30b-mix on 8 GPUs" in printed
     assert "2,000 rows" in printed and "270 steps in 10 epochs" in printed
     assert "--preemptible" in printed and not out.exists()
+
+
+def test_a_packed_config_counts_packed_steps(tmp_path: Path) -> None:
+    dataset = tmp_path / "data" / "instruct_v1_5k_lima"
+    dataset.mkdir(parents=True)
+    manifest = {
+        "splits": {"train": {"rows": 6_000}},
+        "tokenizer": {"stats": {"train": {"total_tokens": {"mean": 400}}}},
+    }
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    packed = paper("mpt7b_mix.yaml", "train_loader.dataset.packing_ratio=fit")
+    arithmetic = run_arithmetic(packed, gpus=8, data_root=tmp_path / "data")
+    assert arithmetic.packing_ratio == pytest.approx(4.9)  # 0.97 * 2048 / 400, one decimal
+    assert arithmetic.steps_per_epoch(arithmetic.packing_ratio) == int(6_000 // (48 * 4.9))
+    assert "packed: 4.9 samples per row" in "\n".join(arithmetic.lines())
+    unknown = run_arithmetic(paper("mpt7b_mix.yaml", "train_loader.dataset.packing_ratio=auto"), gpus=8)
+    assert "packing_ratio auto is set at start-up; steps counted unpacked" in "\n".join(unknown.lines())
