@@ -1,7 +1,9 @@
-"""`limit-foundry submit CONFIG --cluster C --gpus 8 [--dry-run]`: train a config on the MosaicML platform.
+"""`limit-foundry submit CONFIG --cluster C --gpus 8 [key=value ...] [--dry-run]`: train a config on the platform.
 
 The run clones the git checkout of your project (the current directory, or `--project-dir`) at its HEAD
-commit (or `--commit`); push that commit first.
+commit (or `--commit`); push that commit first. Overrides may come before or after the options. The
+pre-flight (batch arithmetic, steps, tokens, GPU-hours) is printed before anything is submitted; on a dry
+run as `#` comments above the run YAML, which stays valid YAML.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "overrides",
         nargs="*",
-        help="key=value overrides applied before submission, e.g. variables.save_root=s3://bucket/runs",
+        help="key=value overrides applied before submission (before or after the options), "
+        "e.g. variables.save_root=s3://bucket/runs",
     )
     parser.add_argument("--cluster", required=True, help="platform cluster name (see `mcli get clusters`)")
     parser.add_argument(
@@ -73,12 +76,28 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="extra environment variable for the run (repeatable; credentials are refused: use mcli secrets)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the run YAML and submit nothing")
+    parser.add_argument(
+        "--wandb",
+        default=None,
+        metavar="PROJECT[/ENTITY]",
+        help="log to Weights & Biases (LLM Foundry's wandb logger; with ENTITY also mcli's wandb integration); "
+        "store the key with `mcli create secret env WANDB_API_KEY=...`",
+    )
+    parser.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="EXPERIMENT",
+        help="log to MLflow (LLM Foundry's mlflow logger; MLFLOW_EXPERIMENT_NAME in the run); the tracking "
+        "server comes from DATABRICKS_HOST/DATABRICKS_TOKEN secrets or --env MLFLOW_TRACKING_URI=...",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the pre-flight and the run YAML, and submit nothing"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None, prog: str = "limit-foundry submit") -> int:
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser(prog).parse_intermixed_args(argv)
     options = SubmitOptions(
         config=args.config,
         overrides=args.overrides,
@@ -93,6 +112,8 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry submit") -> i
             preemptible=args.preemptible,
             build_data=not args.no_build_data,
             env=dict(args.env),
+            wandb=args.wandb,
+            mlflow=args.mlflow,
         ),
         project_dir=args.project_dir,
         repo=args.repo,
@@ -105,8 +126,10 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry submit") -> i
         for warning in submission.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         if options.dry_run:
+            print("\n".join(f"# {line}" for line in submission.arithmetic.lines()))
             sys.stdout.write(submission.run_yaml)
         else:
+            print("\n".join(submission.arithmetic.lines()))
             print(f"submitted run {getattr(submission.created, 'name', submission.created)}")
         return 0
 

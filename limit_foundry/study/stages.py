@@ -34,6 +34,7 @@ from limit_foundry.errors import ConfigError
 from limit_foundry.eval.data import default_data_dir
 from limit_foundry.judge.prompts import builtin_templates
 from limit_foundry.remote import fetch_to_cache, is_remote, list_folders
+from limit_foundry.study.platform import platform_flags
 from limit_foundry.study.spec import RunSpec, StudySpec
 
 # The project's tiny benchmark samples (package data): the demo Gauntlet's data when no real copy is found.
@@ -137,6 +138,11 @@ def _run_overrides(spec: StudySpec, run: RunSpec, layout: StudyLayout) -> list[s
     return overrides
 
 
+def platform_overrides(spec: StudySpec, run: RunSpec) -> list[str]:
+    """The overrides a platform run gets: the run's and the spec's (data and checkpoints live on the platform)."""
+    return [*run.overrides, *spec.train_overrides]
+
+
 def resolved_run_config(spec: StudySpec, run: RunSpec, layout: StudyLayout) -> dict[str, Any]:
     return resolved_dict(compose_config(run.config, _run_overrides(spec, run, layout)))
 
@@ -210,13 +216,10 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         resolved = resolved_run_config(spec, run, layout)
         data = [_recipe_dir(layout, run.recipe)]
         if spec.train_target == "platform":
-            platform = [
-                a for k, v in sorted(spec.platform.items()) for a in (f"--{k.replace('_', '-')}", str(v))
-            ]
-            command = cli("submit", run.config, *run.overrides, *spec.train_overrides)
-            steps.append(
-                Step("train", f"train:{name}", command + platform, [], [], params={"config": resolved})
+            command = cli(
+                "submit", run.config, *platform_overrides(spec, run), *platform_flags(spec.platform)
             )
+            steps.append(Step("train", f"train:{name}", command, [], [], params={"config": resolved}))
             continue
         command = train_command(run.config, *_run_overrides(spec, run, layout))
         save_folder = str(resolved["callbacks"]["hf_checkpointer"]["save_folder"])  # a path or a URI

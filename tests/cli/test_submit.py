@@ -12,12 +12,14 @@ import yaml
 
 from limit_foundry.cli import submit
 from limit_foundry.config import compose_config, resolved_dict
-from limit_foundry.study.platform import PARAMETERS_PATH
+from limit_foundry.study.platform import GPU_DEFAULTS, PARAMETERS_PATH, platform_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAPER_CONFIGS = sorted(p.name for p in (REPO_ROOT / "yamls").glob("mpt*_*.yaml"))
 COMMIT = "1" * 40
-TARGET_ARGS = ["--cluster", "r1z1", "--gpus", "8", "--repo", "acme/limit-foundry", "--commit", COMMIT]
+BUCKET = "variables.save_root=s3://bucket/runs"
+TARGET_ARGS = ["--cluster", "r1z1", "--gpus", "8", "--repo", "acme/limit-foundry", "--commit", COMMIT, BUCKET]
+GPU_OVERRIDES = [f"variables.{key}={value}" for key, value in GPU_DEFAULTS.items()]
 
 
 def test_all_eight_paper_configs_are_found() -> None:
@@ -35,27 +37,117 @@ def test_dry_run_is_a_valid_mcli_run_config(name: str, capsys: pytest.CaptureFix
     final = FinalRunConfig.finalize_config(RunConfig.from_dict(printed))
     api_input = final.to_create_run_api_input()["runInput"]
 
-    assert final.parameters == resolved_dict(compose_config(config))  # exactly the composed config
+    # exactly the composed config, with the GPU image's kernels and the bucket
+    assert final.parameters == resolved_dict(compose_config(config, [*GPU_OVERRIDES, BUCKET]))
     assert final.parameters["run_name"] == final.name
     assert final.command.rstrip().endswith(f"composer -m limit_foundry.cli.train {PARAMETERS_PATH}")
     assert final.compute == {"cluster": "r1z1", "gpus": 8}
-    assert final.scheduling["resumable"] is True
+    assert final.scheduling["resumable"] is name.startswith("mpt7b")  # 30B: weights-only checkpoints
     repos = {i["git_repo"]: i for i in final.integrations}
     assert repos["mosaicml/llm-foundry"]["git_branch"] == "v0.22.0"
     assert repos["acme/limit-foundry"]["git_commit"] == COMMIT
     assert api_input["runName"] == final.name and api_input["parameters"] == final.parameters
 
 
-def test_overrides_reach_the_parameters(capsys: pytest.CaptureFixture[str]) -> None:
-    args = [
-        str(REPO_ROOT / "yamls/mpt7b_lima.yaml"),
-        "variables.save_root=s3://bucket/runs",
-        *TARGET_ARGS,
-        "--dry-run",
-    ]
-    assert submit.main(args) == 0
+@pytest.mark.parametrize(
+    "order",
+    [
+        ["OVERRIDE", "--cluster", "r1z1", "--gpus", "8"],  # before the options
+        ["--cluster", "r1z1", "--gpus", "8", "OVERRIDE"],  # after them: the README's own command
+        ["--cluster", "r1z1", "OVERRIDE", "--gpus", "8"],  # between them
+    ],
+)
+def test_overrides_reach_the_parameters_before_or_after_options(
+    order: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [a if a != "OVERRIDE" else "variables.save_root=s3://other/runs" for a in order]
+    repo = ["--repo", "acme/limit-foundry", "--commit", COMMIT]
+    assert submit.main([str(REPO_ROOT / "yamls/mpt7b_lima.yaml"), *args, *repo, "seed=5", "--dry-run"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["parameters"]["save_folder"] == "s3://bucket/runs/limit-mpt7b-lima/checkpoints"
+    assert printed["parameters"]["save_folder"] == "s3://other/runs/limit-mpt7b-lima/checkpoints"
+    assert printed["parameters"]["seed"] == 5
+
+
+def test_dry_run_prints_the_pre_flight_above_the_run_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    assert submit.main([str(REPO_ROOT / "yamls/mpt7b_mix.yaml"), *TARGET_ARGS, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    head = [line for line in out.splitlines() if line.startswith("#")]
+    assert head[0] == "# pre-flight: limit-mpt7b-mix on 8 GPUs"
+    assert any("125 steps per epoch, 1,250 steps in 10 epochs" in line for line in head)
+    assert any("GPU-hours" in line for line in head)
+    assert yaml.safe_load(out)["name"] == "limit-mpt7b-mix"  # still one valid run YAML
+
+
+def test_the_30b_mix_on_16_gpus_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(REPO_ROOT / "yamls/mpt30b_mix.yaml"), *TARGET_ARGS, "--gpus", "16", "--dry-run"]
+    assert submit.main(args) == 2
+    captured = capsys.readouterr()
+    assert "global_train_batch_size 72 does not divide by 16 GPUs" in captured.err
+    assert "nearest valid GPU counts: 12 or 18" in captured.err
+    assert captured.out == ""  # nothing printed as if it would run
+
+
+def test_a_local_save_root_and_an_unresumable_preemptible_run_are_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    local = [a for a in TARGET_ARGS if a != BUCKET]
+    assert submit.main([str(REPO_ROOT / "yamls/mpt7b_mix.yaml"), *local, "--dry-run"]) == 2
+    assert "save_folder runs/limit-mpt7b-mix/checkpoints" in capsys.readouterr().err
+    config = str(REPO_ROOT / "yamls/mpt30b_mix.yaml")
+    assert submit.main([config, *TARGET_ARGS, "--preemptible", "--dry-run"]) == 2
+    assert "--preemptible lets the platform restart the run" in capsys.readouterr().err
+    full_state = ["save_weights_only=false", "autoresume=true"]
+    assert submit.main([config, *TARGET_ARGS, "--preemptible", *full_state, "--dry-run"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["scheduling"]["resumable"] is True
+
+
+def test_loggers_from_the_command_line_make_a_valid_mcli_run(capsys: pytest.CaptureFixture[str]) -> None:
+    from mcli import RunConfig
+    from mcli.models.run_config import FinalRunConfig
+
+    config = str(REPO_ROOT / "yamls/mpt7b_mix.yaml")
+    args = [config, *TARGET_ARGS, "--wandb", "limit/acme", "--mlflow", "limit-exp", "--dry-run"]
+    assert submit.main(args) == 0
+    final = FinalRunConfig.finalize_config(RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)))
+    assert final.parameters["loggers"] == {
+        "wandb": {"project": "limit", "entity": "acme"},
+        "mlflow": {"experiment_name": "limit-exp"},
+    }
+    assert {"integration_type": "wandb", "project": "limit", "entity": "acme"} in final.integrations
+    assert final.env_variables == {"MLFLOW_EXPERIMENT_NAME": "limit-exp"}
+
+
+def test_every_spec_platform_key_parses_as_submit_takes_it() -> None:
+    """A study's `train.platform` becomes options that this very parser accepts, booleans included."""
+    settings = {
+        "cluster": "c1",
+        "gpus": 16,
+        "gpu_type": "h100_80gb",
+        "nodes": 2,
+        "image": "mosaicml/llm-foundry:custom",
+        "priority": "low",
+        "max_retries": 3,
+        "preemptible": True,
+        "build_data": False,
+        "env": {"WANDB_MODE": "offline"},
+        "project_dir": "/work/project",
+        "repo": "acme/limit-foundry",
+        "commit": COMMIT,
+        "wandb": "limit/acme",
+        "mlflow": "limit-exp",
+    }
+    parser = submit.build_parser("limit-foundry submit")
+    args = parser.parse_intermixed_args(["c.yaml", "seed=1", *platform_flags(settings), "seed=2"])
+    assert (args.cluster, args.gpus, args.gpu_type, args.nodes) == ("c1", 16, "h100_80gb", 2)
+    assert (args.image, args.priority, args.max_retries) == ("mosaicml/llm-foundry:custom", "low", 3)
+    assert (args.preemptible, args.no_build_data) == (True, True)
+    assert args.env == [("WANDB_MODE", "offline")]
+    assert (args.project_dir, args.repo, args.commit) == (Path("/work/project"), "acme/limit-foundry", COMMIT)
+    assert (args.wandb, args.mlflow, args.overrides) == ("limit/acme", "limit-exp", ["seed=1", "seed=2"])
+    defaults = parser.parse_intermixed_args(
+        ["c.yaml", *platform_flags({"cluster": "c1", "gpus": 8, "preemptible": False, "build_data": True})]
+    )
+    assert (defaults.preemptible, defaults.no_build_data) == (False, False)
 
 
 def test_submit_hands_mcli_the_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +169,7 @@ def test_submit_hands_mcli_the_run_config(monkeypatch: pytest.MonkeyPatch) -> No
     assert isinstance(run_config, mcli.RunConfig)
     assert run_config.name == "limit-mpt30b-mix"
     assert run_config.env_variables == {"WANDB_PROJECT": "limit"}
+    assert run_config.parameters["model"]["attn_impl"] == "flash"
     assert "test-key-not-real" not in yaml.safe_dump(run_config.parameters)
 
 
@@ -132,7 +225,7 @@ def test_the_run_clones_the_users_project_not_the_package(
     config = str(REPO_ROOT / "yamls/mpt7b_lima.yaml")
 
     monkeypatch.chdir(project)
-    assert submit.main([config, "--cluster", "c1", "--gpus", "8", "--dry-run"]) == 0
+    assert submit.main([config, BUCKET, "--cluster", "c1", "--gpus", "8", "--dry-run"]) == 0
     captured = capsys.readouterr()
     repos = {i["git_repo"]: i for i in yaml.safe_load(captured.out)["integrations"]}
     assert repos["someone/my-study"]["git_commit"] == head
@@ -140,7 +233,7 @@ def test_the_run_clones_the_users_project_not_the_package(
 
     (project / "notes.txt").write_text("v2\n")  # an uncommitted change is warned about
     monkeypatch.chdir(tmp_path)
-    args = [config, "--cluster", "c1", "--gpus", "8", "--project-dir", str(project), "--dry-run"]
+    args = [config, BUCKET, "--cluster", "c1", "--gpus", "8", "--project-dir", str(project), "--dry-run"]
     assert submit.main(args) == 0
     captured = capsys.readouterr()
     assert yaml.safe_load(captured.out)["integrations"][1]["git_repo"] == "someone/my-study"
@@ -153,8 +246,8 @@ def test_a_directory_outside_git_asks_for_repo_and_commit(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no enclosing checkout is found
     config = str(REPO_ROOT / "yamls/mpt7b_lima.yaml")
-    assert submit.main([config, "--cluster", "c1", "--gpus", "8", "--dry-run"]) == 2
+    assert submit.main([config, BUCKET, "--cluster", "c1", "--gpus", "8", "--dry-run"]) == 2
     assert "pass --repo owner/name" in capsys.readouterr().err
-    args = [config, "--cluster", "c1", "--gpus", "8", "--repo", "a/b", "--dry-run"]
+    args = [config, BUCKET, "--cluster", "c1", "--gpus", "8", "--repo", "a/b", "--dry-run"]
     assert submit.main(args) == 2
     assert "pass --commit SHA" in capsys.readouterr().err

@@ -315,7 +315,8 @@ def test_platform_training_steps_are_valid_submissions(
     from limit_foundry.cli import submit
 
     monkeypatch.setattr("limit_foundry.study.runner.platform_credentials_present", lambda: True)
-    platform = "  platform: {cluster: c1, gpus: 8, repo: acme/limit-foundry, commit: " + "a" * 40 + "}"
+    platform = "  platform: {cluster: c1, gpus: 2, repo: acme/limit-foundry, commit: " + "a" * 40 + "}"
+    platform += "\n  overrides: [variables.save_root=s3://bucket/runs]"  # checkpoints outlive the run
     path = write(tmp_path, GOOD.replace("runs:", f"train:\n  target: platform\n{platform}\nruns:"))
     assert main(["run", str(path), "--dry-run", "--only", "train"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -325,4 +326,4 @@ def test_platform_training_steps_are_valid_submissions(
         assert command[1:4] == ["-m", "limit_foundry.cli", "submit"]
         assert submit.main([*command[4:], "--dry-run"]) == 0
         run = FinalRunConfig.finalize_config(RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)))
-        assert run.compute == {"cluster": "c1", "gpus": 8} and run.parameters["run_name"] == run.name
+        assert run.compute == {"cluster": "c1", "gpus": 2} and run.parameters["run_name"] == run.name
