@@ -55,7 +55,7 @@ format: install  ## apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-data: install  ## build the seven paper datasets into $(DATA_ROOT) (GAIR/lima is gated: set HF_TOKEN)
+data: install  ## build every named recipe (paper-released and rebuilt) into $(DATA_ROOT) (GAIR/lima: HF_TOKEN)
 	$(VENV)/bin/limit-foundry data --recipe all --out $(DATA_ROOT)
 
 gauntlet-data: install  ## download the pinned Eval Gauntlet benchmark files (to $$GAUNTLET_DATA_DIR or data/gauntlet/local_data)

@@ -11,15 +11,16 @@ from limit_foundry.config import ConfigError, compose_config, resolved_dict, val
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_RUNS = {
-    # run file: (model size, recipe): the eight finetuning runs of Jha et al. 2023 (LIMIT)
-    "mpt7b_lima": ("7b", "lima"),
+    # run file: (model size, recipe): the eight finetuning runs of Jha et al. 2023 (LIMIT), on the data the
+    # paper released by default (variables.data=rebuilt: tests/data/test_paper_data.py)
+    "mpt7b_lima": ("7b", "paper_lima"),
     "mpt7b_instruct": ("7b", "instruct_v1"),
-    "mpt7b_instruct_subset": ("7b", "instruct_v1_5k"),
-    "mpt7b_mix": ("7b", "instruct_v1_5k_lima"),
-    "mpt30b_lima": ("30b", "lima"),
+    "mpt7b_instruct_subset": ("7b", "paper_instruct_v1_5k"),
+    "mpt7b_mix": ("7b", "paper_instruct_v1_5k_lima"),
+    "mpt30b_lima": ("30b", "paper_lima"),
     "mpt30b_instruct": ("30b", "instruct_v3"),
-    "mpt30b_instruct_subset": ("30b", "instruct_v3_1k"),
-    "mpt30b_mix": ("30b", "instruct_v3_1k_lima"),
+    "mpt30b_instruct_subset": ("30b", "paper_instruct_v3_1k"),
+    "mpt30b_mix": ("30b", "paper_instruct_v3_1k_lima"),
 }
 # The paper's hyperparameters (Jha et al. 2023, per model size), written out independently of the YAMLs.
 PAPER_TABLE = {

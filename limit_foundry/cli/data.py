@@ -4,6 +4,7 @@
     limit-foundry data --recipe 'lima:all,instruct_v1:5000' --source-path lima=~/lima --out data
     limit-foundry data --recipe instruct_v1_5k_lima --out data --check-overlap \\
         --instruct-v3-test-prompts instructv3_test_prompts.txt --gauntlet-dir llm-foundry/scripts/eval/local_data
+    limit-foundry data --compare paper_instruct_v1_5k instruct_v1_5k --out compare.json
 
 The library is limit_foundry.data (`build.build_datasets`); this file only parses arguments. Exit
 status: 0 when every recipe was built (or was up to date), 1 when one failed, 2 on bad arguments.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from limit_foundry.cli.common import run_command
 from limit_foundry.data.build import BuildOptions, DatasetsOptions, build_datasets
+from limit_foundry.data.compare import CompareOptions, compare_datasets
 from limit_foundry.data.overlap import OverlapOptions
 from limit_foundry.data.recipes import NAMED_RECIPES
 from limit_foundry.data.rows import ON_BAD_ROW_CHOICES
@@ -47,14 +49,25 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         action="append",
-        required=True,
-        help=f"repeatable. A named paper recipe ({named}), `all` for every named recipe, or an ad-hoc one: "
-        "SOURCE:AMOUNT[:stratified] terms joined by commas, AMOUNT = all | N rows | P%% (shares need "
-        "every term in %% and may add total:N), e.g. 'lima:all,instruct_v1:5000' or "
+        help=f"repeatable (or give --compare). A named paper recipe ({named}), `all` for every named recipe, "
+        "or an ad-hoc one: SOURCE:AMOUNT[:stratified] terms joined by commas, AMOUNT = all | N rows | P%% "
+        "(shares need every term in %% and may add total:N), e.g. 'lima:all,instruct_v1:5000' or "
         "'instruct_v3:1000:stratified'. All rows land in the `train` split unless --heldout is given.",
     )
     p.add_argument(
-        "--out", default="data", help="data root: each recipe goes to <out>/<recipe dir>/ (default: data)"
+        "--out",
+        help="data root: each recipe goes to <out>/<recipe dir>/ (default: data). With --compare: also write "
+        "the comparison as JSON to this file (default: markdown on stdout only)",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("RELEASED", "REBUILT"),
+        help="instead of building, report how two recipes' rows differ, e.g. `--compare paper_instruct_v1_5k "
+        "instruct_v1_5k`: rows shared (content hash of prompt and response, and ignoring the template), rows per "
+        "source and stratum, length distributions, and the prompt templates with the first differing characters "
+        "as reprs (whitespace visible). Rows are selected as a build would (same --seed, --source-path, ...); "
+        "nothing is written but --out",
     )
     p.add_argument(
         "--seed", type=int, default=17, help="seed of every subset and held-out split (default: 17)"
@@ -65,8 +78,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         default=[],
         metavar="SOURCE=PATH",
         help="repeatable. Read SOURCE from a local JSONL/Parquet file or directory instead of the Hugging Face "
-        "hub (sources: lima, instruct_v1, instruct_v3, user sources; for instruct_v1_rebuild give dolly=PATH "
-        "and hh_rlhf=PATH). A directory holds <split>.jsonl / <split>-*.parquet files. Default: the hub "
+        "hub (sources: lima, instruct_v1, instruct_v3, the paper_* releases, user sources; for "
+        "instruct_v1_rebuild give dolly=PATH and hh_rlhf=PATH). A directory holds <split>.jsonl / <split>-*.parquet files. Default: the hub "
         "(GAIR/lima is gated and needs HF_TOKEN or `huggingface-cli login`).",
     )
     p.add_argument(
@@ -197,7 +210,7 @@ def datasets_options(args: argparse.Namespace) -> DatasetsOptions:
         )
     return DatasetsOptions(
         recipes=args.recipe,
-        out=Path(args.out),
+        out=Path(args.out or "data"),
         build=build_options(args),
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -206,8 +219,22 @@ def datasets_options(args: argparse.Namespace) -> DatasetsOptions:
 
 
 def main(argv: list[str] | None = None, prog: str = "limit-foundry data") -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if not args.recipe and not args.compare:
+        parser.error("one of --recipe (build) or --compare RELEASED REBUILT (report) is required")
+    if args.recipe and args.compare:
+        parser.error("--recipe and --compare cannot be combined: --compare builds nothing")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    def compare() -> int:
+        out = Path(args.out) if args.out else None
+        options = CompareOptions(tuple(args.compare), build_options(args), out, progress=not args.quiet)
+        print(compare_datasets(options).markdown, end="")
+        return 0
+
+    if args.compare:
+        return run_command(compare)
 
     def build() -> int:
         result = build_datasets(datasets_options(args))

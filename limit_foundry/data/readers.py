@@ -42,6 +42,11 @@ def _data_suffix(path: Path) -> str | None:
     return next((s for s in DATA_SUFFIXES if name.endswith(s)), None)
 
 
+def _holds_split(path: Path, split: str) -> bool:
+    """A data file whose name starts with the split name (`train.jsonl`, `train-00000-of-00001.parquet`)."""
+    return _data_suffix(path) is not None and path.name.lower().startswith(split.lower())
+
+
 def split_files(path: str | Path, split: str) -> list[Path]:
     """The files holding `split` under a local path.
 
@@ -56,11 +61,7 @@ def split_files(path: str | Path, split: str) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise SourceAccessError(f"{path}: no such file or directory")
-    found = sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and _data_suffix(p) is not None and p.name.lower().startswith(split.lower())
-    )
+    found = sorted(p for p in path.rglob("*") if p.is_file() and _holds_split(p, split))
     if not found:
         present = sorted(str(p.relative_to(path)) for p in path.rglob("*") if _data_suffix(p) is not None)
         raise SourceAccessError(
@@ -210,3 +211,37 @@ def iter_hub_records(hf_id: str, split: str, gated: bool = False):
             yield RawRecord(f"{hf_id}[{split}] row {number}", record)
 
     return records(), getattr(dataset, "_fingerprint", None)
+
+
+# --- Released datasets read at one hub commit (the paper's own training data) ---
+
+
+def download_hub_split_files(hf_id: str, split: str, gated: bool = False) -> tuple[list[Path], str]:
+    """(files, commit sha): the data files of `split` in a hub dataset repo, all downloaded at one commit.
+
+    The commit is resolved first and every file is fetched at it, so the sha recorded in a manifest names
+    exactly the bytes read. Files are picked by name as in a local copy (`train.jsonl`,
+    `data/train-00000-of-00001.parquet`); no dataset script runs.
+    """
+    token, hint = _token_for(hf_id, split, gated)
+    from huggingface_hub import HfApi, hf_hub_download
+
+    try:
+        info = HfApi().dataset_info(hf_id, token=token)
+    except Exception as err:  # the hub stack raises many types; _hub_error sorts them
+        raise _hub_error(hf_id, split, err, hint) from err
+    names = sorted(s.rfilename for s in info.siblings or [] if _holds_split(Path(s.rfilename), split))
+    if not names or not info.sha:
+        present = sorted(s.rfilename for s in info.siblings or [] if _data_suffix(Path(s.rfilename)))
+        raise SourceAccessError(
+            f"{hf_id}: no `{split}` data files at commit {info.sha} "
+            f"(found {present[:10] or 'no data files'}){hint}"
+        )
+    try:
+        files = [
+            Path(hf_hub_download(hf_id, name, repo_type="dataset", revision=info.sha, token=token))
+            for name in names
+        ]
+    except Exception as err:  # as above
+        raise _hub_error(hf_id, split, err, hint) from err
+    return files, info.sha

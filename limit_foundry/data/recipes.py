@@ -29,6 +29,13 @@ NAMED_RECIPES: dict[str, str] = {
     "instruct_v3": "instruct_v3:all",
     "instruct_v3_1k": "instruct_v3:1000",
     "instruct_v3_1k_lima": "instruct_v3:1000,lima:all",
+    # The same datasets as the paper released them (its own subsets and mixtures, read as they are): the
+    # subset seed was never published, so only these reproduce the paper's exact training rows.
+    "paper_lima": "paper_lima:all",
+    "paper_instruct_v1_5k": "paper_instruct_v1_5k:all",
+    "paper_instruct_v1_5k_lima": "paper_instruct_v1_5k_lima:all",
+    "paper_instruct_v3_1k": "paper_instruct_v3_1k:all",
+    "paper_instruct_v3_1k_lima": "paper_instruct_v3_1k_lima:all",
 }
 PAPER_ROWS: dict[str, int] = {
     "lima": 1_000,
@@ -38,12 +45,18 @@ PAPER_ROWS: dict[str, int] = {
     "instruct_v3": 56_167,
     "instruct_v3_1k": 1_000,
     "instruct_v3_1k_lima": 2_000,
+    "paper_lima": 1_000,
+    "paper_instruct_v1_5k": 5_000,
+    "paper_instruct_v1_5k_lima": 6_000,
+    "paper_instruct_v3_1k": 1_000,
+    "paper_instruct_v3_1k_lima": 2_000,
 }
 # Rows of each published split on the Hugging Face hub, compared with what a build actually read.
 PUBLISHED_SOURCE_ROWS: dict[str, dict[str, int]] = {
     "lima": {"train": 1_030, "test": 300},  # train: 1,000 single-turn + 30 multi-turn
     "instruct_v1": {"train": 59_310, "test": 5_129},
     "instruct_v3": {"train": 56_167, "test": 6_807},
+    **{name: {"train": PAPER_ROWS[name]} for name in NAMED_RECIPES if name.startswith("paper_")},
 }
 ALL = "all"
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # names that are safe in paths and row ids

@@ -8,6 +8,9 @@ directory when given a path (the datasets Jha et al. 2023 (LIMIT) trained on, wi
   stratum for stratified subsets. The test split holds the 300 test questions.
 - `instruct_v1` (`mosaicml/dolly_hhrlhf`) and `instruct_v3` (`mosaicml/instruct-v3`): prompt/response
   as stored (prompts already templated); Instruct-v3's `source` column is its stratum.
+- the paper's released training data (`paper_lima`, `paper_instruct_v1_5k`, ...: the `aditijha/*` datasets
+  LIMIT's configs read): prompt/response rows as released (already templated, passed through unchanged),
+  `source` kept where released; read at one resolved hub commit, which the manifest records.
 - user datasets: any prompt/response columns, named with a `ColumnMap`, optionally templated.
 """
 
@@ -15,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from limit_foundry.data.readers import (
     RawRecord,
     SourceAccessError,
     download_hub_file,
+    download_hub_split_files,
     iter_hub_records,
     iter_local_records,
     local_fingerprint,
@@ -65,6 +69,7 @@ class SourceSpec:
     gated: bool = False
     license: str = ""
     hub_files: dict[str, str] | None = None  # split -> data file, read directly (repos with a loading script)
+    read_at_commit: bool = False  # hub: the split's data files at one resolved commit, recorded as `revision`
 
 
 BUILTIN_SOURCES: dict[str, SourceSpec] = {
@@ -84,6 +89,23 @@ BUILTIN_SOURCES: dict[str, SourceSpec] = {
         "instruct_v3", "mosaicml/instruct-v3", columns=ColumnMap(stratum="source"), license="see dataset card"
     ),
 }
+# The training data Jha et al. 2023 (LIMIT) released and its configs read: its processing of LIMA's 1,000
+# single-turn rows, its random Instruct-v1 5k and Instruct-v3 1k subsets, and those concatenated with LIMA.
+PAPER_RELEASES: dict[str, str] = {
+    "paper_lima": "aditijha/processed_lima",
+    "paper_instruct_v1_5k": "aditijha/instruct_v1_5k",
+    "paper_instruct_v1_5k_lima": "aditijha/instruct_v1_5k_and_lima",
+    "paper_instruct_v3_1k": "aditijha/instruct_v3_subset",
+    "paper_instruct_v3_1k_lima": "aditijha/instruct_control_and_lima",
+}
+BUILTIN_SOURCES.update(
+    {
+        name: SourceSpec(
+            name, hf_id, columns=ColumnMap(stratum="source"), license="see dataset card", read_at_commit=True
+        )
+        for name, hf_id in PAPER_RELEASES.items()
+    }
+)
 
 
 def user_source(name: str, location: str | None, columns: ColumnMap, template: str = "none") -> SourceSpec:
@@ -126,10 +148,32 @@ class LoadedSource:
         }
 
 
-def source_records(spec: SourceSpec, split: str, path: str | Path | None) -> tuple[Any, str, str | None]:
-    """(raw records, origin, fingerprint) of one split, from `path` when given, else from the hub."""
+class SplitRecords(NamedTuple):
+    records: Any  # an iterator of RawRecord
+    origin: str  # "hf:<id>[/<file>]" or the local path
+    fingerprint: str | None  # sha256 of the files read, or the `datasets` fingerprint
+    revision: str | None  # the hub commit read; `sha256:<fingerprint>` for a local copy; None when unknown
+
+
+def read_split(spec: SourceSpec, split: str, path: str | Path | None) -> SplitRecords:
+    """The raw records of one split, from `path` when given, else from the hub, and what identifies them."""
     if path is not None:
-        return iter_local_records(path, split), str(path), local_fingerprint(split_files(path, split))
+        fingerprint = local_fingerprint(split_files(path, split))
+        return SplitRecords(iter_local_records(path, split), str(path), fingerprint, f"sha256:{fingerprint}")
+    if spec.hf_id is not None and spec.read_at_commit:
+        files, commit = download_hub_split_files(spec.hf_id, split, spec.gated)
+        records = (rec for file in files for rec in iter_local_records(file, split))
+        return SplitRecords(records, f"hf:{spec.hf_id}@{commit}", local_fingerprint(files), commit)
+    return SplitRecords(*_default_hub_records(spec, split), None)
+
+
+def source_records(spec: SourceSpec, split: str, path: str | Path | None) -> tuple[Any, str, str | None]:
+    """(raw records, origin, fingerprint) of one split (`read_split` without the revision)."""
+    return read_split(spec, split, path)[:3]
+
+
+def _default_hub_records(spec: SourceSpec, split: str) -> tuple[Any, str, str | None]:
+    """The other hub reads: named data files (repos with a loading script) or `datasets.load_dataset`."""
     if spec.hf_id is None:
         raise SourceAccessError(
             f"source {spec.name!r} has no hub dataset: pass --source-path {spec.name}=PATH"
@@ -225,7 +269,7 @@ def load_source(
     from tqdm import tqdm
 
     template_text = resolve_template(template or spec.template)
-    records, origin, fingerprint = source_records(spec, split, path)
+    records, origin, fingerprint, revision = read_split(spec, split, path)
     records = tqdm(records, desc=f"read {spec.name} [{split}]", unit=" rows", disable=not progress)
     drops = DropLog()
     rows: list[Row] = []
@@ -242,7 +286,16 @@ def load_source(
         if row is not None:
             rows.append(row)
     return LoadedSource(
-        spec.name, split, origin, fingerprint, template_text, rows, drops, read, license=spec.license
+        spec.name,
+        split,
+        origin,
+        fingerprint,
+        template_text,
+        rows,
+        drops,
+        read,
+        details={"dataset_id": spec.hf_id, "revision": revision},
+        license=spec.license,
     )
 
 

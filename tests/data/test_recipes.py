@@ -26,6 +26,11 @@ def test_named_recipes_are_the_papers_eight_runs_datasets() -> None:
             "instruct_v3",
             "instruct_v3_1k",
             "instruct_v3_1k_lima",
+            "paper_lima",
+            "paper_instruct_v1_5k",
+            "paper_instruct_v1_5k_lima",
+            "paper_instruct_v3_1k",
+            "paper_instruct_v3_1k_lima",
         }
     )
     mix = parse_recipe("instruct_v1_5k_lima")
