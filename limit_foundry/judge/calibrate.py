@@ -214,7 +214,8 @@ def agreement_report(options: CalibrateOptions) -> dict[str, Any]:
     )
     if not compared:  # agreement over no rows is no qualification at all
         raise DataError(
-            f"nothing compared: {len(pairing['matched'])} of {len(judge)} judge rows ({', '.join(judge_paths)}) "
+            f"nothing compared: {len(pairing['matched'])} of {len(judge)} judge rows "
+            f"({', '.join(judge_paths)}) "
             f"matched the {len(reference)} reference rows ({', '.join(reference_paths)}) by {mode}, and none "
             f"of them has a verdict on both sides; is the reference an annotation file with `preference`?"
         )

@@ -22,7 +22,7 @@ SMOLLM2 = "smollm2"
 
 
 def check_model_dir(model: str) -> None:
-    """Refuse a `--model` that is neither `smollm2` nor a Hugging Face model directory, before anything runs."""
+    """Refuse a `--model` that is neither `smollm2` nor a Hugging Face model directory, before any run."""
     if model != SMOLLM2 and not (Path(model).expanduser() / "config.json").is_file():
         raise ModelLoadError(f"--model {model}: not a Hugging Face model directory (no config.json)")
 

@@ -285,7 +285,8 @@ def write_report(options: ReportOptions) -> ReportResult:
         if (row := s.pooled)["failure_rate"] and row["failure_rate"] > options.max_failure_rate
     ]
     partial = [
-        f"{s.name}: partial run, its win rates cover only what was judged ({'; '.join(s.notes) or 'see run.json'}); "
+        f"{s.name}: partial run, its win rates cover only what was judged "
+        f"({'; '.join(s.notes) or 'see run.json'}); "
         "finish it (rerun `judge run`) or pass --allow-partial"
         for s in summaries
         if s.partial and not options.allow_partial

@@ -1,5 +1,5 @@
-"""Fault injection for `limit-foundry judge {run,report,calibrate}`, end to end through the CLI in subprocesses:
-each bad input or fault gives its exit code (0 ok, 1 finished with failures or partial, 2 bad input,
+"""Fault injection for `limit-foundry judge {run,report,calibrate}`, end to end through the CLI in
+subprocesses: each bad input or fault gives its exit code (0 ok, 1 finished with failures or partial, 2 bad input,
 3 server unreachable or refusing) and an `error:`/`report:` line naming what is wrong, never a traceback."""
 
 from __future__ import annotations
