@@ -27,20 +27,22 @@ RUN_HELP = "judge A against B and write a result directory"
 RUN_DESCRIPTION = (
     "Judge model A's answers against model B's with an LLM judge and write a result directory "
     "(judgments.jsonl, run.json). Resumable: rerun the same command after a crash or Ctrl-C. "
-    "Exit codes: 0 complete, 1 partial (budget reached or transient failures left), 2 bad input, "
-    "3 aborted (auth, quota, unknown model), 130 interrupted."
+    "Exit codes: 0 complete, 1 partial (budget reached or transient failures left), 2 bad input (incl. a "
+    "local model that cannot be loaded), 3 aborted (auth, quota, unknown model, server unreachable), "
+    "130 interrupted."
 )
 REPORT_HELP = "win rates with CIs from result directories or AlpacaEval files"
 REPORT_DESCRIPTION = (
     "Report win rates, failures, position bias and length effects with bootstrap confidence intervals "
     "for judge result directories and/or AlpacaEval annotation files. Exit codes: 0 ok, 1 failures above "
-    "--max-failure-rate (the report is still written), 2 bad input."
+    "--max-failure-rate or a partial run without --allow-partial (the report is still written), 2 bad input "
+    "(incl. no judgments at all)."
 )
 CALIBRATE_HELP = "agreement of a judge with reference verdicts (kappa, CIs)"
 CALIBRATE_DESCRIPTION = (
     "Agreement of a judge with reference verdicts: raw agreement, tie-discounted accuracy (a tie against a "
     "decisive verdict scores half) and Cohen's kappa, with bootstrap CIs over instructions. Exit codes: 0 ok, "
-    "1 kappa below --min-kappa, 2 bad input."
+    "1 kappa below --min-kappa, 2 bad input (incl. nothing compared)."
 )
 
 
@@ -75,6 +77,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="discard results in --out made with another configuration (default: refuse)",
+    )
+    io.add_argument(
+        "--allow-identical",
+        action="store_true",
+        help="judge even when A's and B's answers are identical for every pair (e.g. a file against "
+        "itself; every verdict is then a tie without a call) (default: refuse)",
     )
     io.add_argument(
         "--export-alpaca-eval",
@@ -281,6 +289,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit 1 when a comparison's failed pairs exceed this share of its pairs (default: %(default)s)",
     )
     parser.add_argument("--no-plot", action="store_true", help="skip report.png (default: draw it)")
+    parser.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="exit 0 for a partial run (interrupted, aborted, budget-capped, pairs never judged); it is "
+        "marked PARTIAL in every output either way (default: exit 1)",
+    )
 
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -339,7 +353,7 @@ def judge_report(args: argparse.Namespace) -> int:
     """Write the report; the exit code says whether failures stayed under the threshold."""
     result = write_report(options_from_args(args, ReportOptions))
     print(result.markdown)
-    for line in result.too_many_failures:
+    for line in [*result.too_many_failures, *result.partial]:
         print(f"report: {line}", file=sys.stderr)
     suffixes = ",".join(path.suffix.lstrip(".") for path in result.written)
     print(f"report: wrote {result.out}/report.{{{suffixes}}}", file=sys.stderr)

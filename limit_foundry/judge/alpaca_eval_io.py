@@ -195,6 +195,8 @@ def comparison_from_files(paths: Sequence[str | Path], name: str | None = None) 
             seeded.append((path.name if len(runs) == 1 else f"{path.name}#run{number}", run))
         sources.append({"path": str(path), "sha256": sha256_file(path)})
     everything = [a for _, run in seeded for a in run]
+    if not everything:  # an empty list, or nothing usable in it: no result rather than a 0-of-0 table
+        raise DataError(f"{', '.join(map(str, paths))}: no judgments (no usable annotation record)")
     full_set = {a.instruction for a in everything}
     for _, run in seeded:
         if {a.instruction for a in run} != full_set:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, ConfigError
+from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, ConfigError, DataError
 from limit_foundry.io import atomic_write_json, atomic_write_text
 from limit_foundry.judge.alpaca_eval_io import (
     MAX_EXAMPLES,
@@ -209,6 +209,16 @@ def agreement_report(options: CalibrateOptions) -> dict[str, Any]:
     for judge_outcome, ref_outcome, _, _ in pairing["matched"]:
         no_verdict["judge_no_verdict"] += judge_outcome is None
         no_verdict["reference_no_verdict"] += ref_outcome is None
+    compared = len(pairing["matched"]) - sum(
+        judge is None or ref is None for judge, ref, _, _ in pairing["matched"]
+    )
+    if not compared:  # agreement over no rows is no qualification at all
+        raise DataError(
+            f"nothing compared: {len(pairing['matched'])} of {len(judge)} judge rows "
+            f"({', '.join(judge_paths)}) "
+            f"matched the {len(reference)} reference rows ({', '.join(reference_paths)}) by {mode}, and none "
+            f"of them has a verdict on both sides; is the reference an annotation file with `preference`?"
+        )
     return {
         "judge": judge_paths,
         "reference": reference_paths,

@@ -9,8 +9,12 @@
 | any other 400                                        | the run aborts: every request would be rejected    |
 | 5xx, timeout, dropped connection, malformed body     | jittered exponential backoff, bounded attempts     |
 | any other status                                     | recorded as failure `server_error`                 |
+| connection refused/dropped on 8 attempts in a row,   | the run stops dispatching and aborts as            |
+| across all requests (the circuit breaker)            | unreachable (exit 3); a rerun resumes it           |
 
 Retries that run out are recorded as `retries_exhausted` with the last error; nothing is dropped.
+The circuit breaker keeps a dead server from costing every remaining request its full back-off (half an
+hour for a few hundred requests): any answer from the server, even an error status, resets it.
 The API key is only handed to the SDK client; it is never part of anything this module returns.
 """
 
@@ -42,6 +46,11 @@ class Interrupted(LimitFoundryError):
     """The run was asked to stop while a request was waiting to be retried (exit 130, as for Ctrl-C)."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class ServerUnreachable(FatalJudgeError):
+    """The server stopped answering (connections refused or dropped, attempt after attempt): the circuit
+    breaker stops the run instead of letting every request back off in turn."""
 
 
 class MalformedResponse(ServiceUnreachableError):
@@ -87,6 +96,7 @@ class RetryPolicy:
     backoff_base: float = 1.0  # seconds; doubled per attempt, capped, with jitter
     backoff_cap: float = 30.0
     max_rate_limit_wait: float = 900.0  # seconds one request may spend waiting on 429s in all
+    unreachable_after: int = 8  # connection failures in a row, across requests, that abort the run
 
     def backoff(self, attempt: int) -> float:
         """Equal jitter: half the exponential delay plus a random share of the other half."""
@@ -111,10 +121,37 @@ class RateLimitGate:
                 raise Interrupted("stopped while waiting out a rate limit")
 
 
+class CircuitBreaker:
+    """Shared by all workers: counts connection failures in a row (whichever request they hit) and trips
+    when the server has not answered `threshold` attempts running; any answer resets the count."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def answered(self) -> None:
+        with self._lock:
+            self._failures = 0
+
+    def failed(self, detail: str) -> None:
+        """Count a connection failure; raise ServerUnreachable once `threshold` of them run in a row."""
+        with self._lock:
+            self._failures += 1
+            tripped = self._failures >= self.threshold
+        if tripped:
+            raise ServerUnreachable(
+                f"server unreachable: {self.threshold} connection attempts in a row failed (last: {detail}); "
+                "nothing more is sent. Check that the server is up and --base-url, then rerun the same "
+                "command to resume"
+            )
+
+
 @dataclass(frozen=True)
 class Decision:
     action: str  # "retry", "rate_limited", "fatal" or "record"
     detail: str
+    unreachable: bool = False  # no answer at all (a connection failure): counts toward the breaker
     failure: str | None = None  # for "record"
     wait: float | None = None  # for "rate_limited": the server's retry-after
 
@@ -176,25 +213,38 @@ def classify(err: BaseException) -> Decision:
     if isinstance(err, openai.APITimeoutError):
         return Decision("retry", "timed out")
     if isinstance(err, openai.APIConnectionError):
-        return Decision("retry", f"connection failed ({err.__cause__ or err})")
+        return Decision("retry", f"connection failed ({err.__cause__ or err})", unreachable=True)
     if isinstance(err, MalformedResponse | json.JSONDecodeError | openai.APIResponseValidationError):
         return Decision("retry", f"malformed response ({err})"[:300])
     raise err
 
 
 def call_with_retries(
-    fn: Callable[[], T], policy: RetryPolicy, gate: RateLimitGate, stop: threading.Event
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    gate: RateLimitGate,
+    stop: threading.Event,
+    breaker: CircuitBreaker | None = None,
 ) -> T | CallFailure:
-    """Run `fn` under the retry policy: a result, a CallFailure to record, or FatalJudgeError / Interrupted."""
+    """Run `fn` under the retry policy: a result, a CallFailure to record, or FatalJudgeError / Interrupted
+    (ServerUnreachable when the breaker trips)."""
+    breaker = breaker or CircuitBreaker(policy.unreachable_after)
     attempts, rate_waited = 0, 0.0
     while True:
         gate.wait(stop)
         if stop.is_set():
             raise Interrupted("stopped before sending")
         try:
-            return fn()
+            result = fn()
         except Exception as err:  # classify() re-raises anything that is not an API/transport error
             decision = classify(err)
+        else:
+            breaker.answered()
+            return result
+        if decision.unreachable:
+            breaker.failed(decision.detail)
+        else:
+            breaker.answered()
         if decision.action == "fatal":
             raise FatalJudgeError(decision.detail)
         if decision.action == "record":
@@ -238,29 +288,36 @@ class OpenAIBackend:
         self.provider = provider_of(base_url)
         self.policy = policy or RetryPolicy()
         self.gate = RateLimitGate()
+        self.breaker = CircuitBreaker(self.policy.unreachable_after)
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
 
-    def retrying(self, fn: Callable[[], T], stop: threading.Event) -> T | CallFailure:
-        return call_with_retries(fn, self.policy, self.gate, stop)
+    def retrying(
+        self, fn: Callable[[], T], stop: threading.Event, breaker: CircuitBreaker | None = None
+    ) -> T | CallFailure:
+        return call_with_retries(fn, self.policy, self.gate, stop, breaker or self.breaker)
 
-    def complete(self, body: dict[str, Any], stop: threading.Event) -> Completion | CallFailure:
+    def complete(
+        self, body: dict[str, Any], stop: threading.Event, breaker: CircuitBreaker | None = None
+    ) -> Completion | CallFailure:
         def call() -> Completion:
             raw = self.client.chat.completions.with_raw_response.create(**body)
             return Completion.from_response(json.loads(raw.http_response.text))
 
-        return self.retrying(call, stop)
+        return self.retrying(call, stop, breaker)
 
     def preflight(self, stop: threading.Event) -> str:
-        """Check that the judge model exists and answers before anything is spent; returns a summary."""
+        """Check that the judge model exists and answers before anything is spent; returns a summary.
+        A server refusing every connection is called unreachable once the request's attempts run out."""
         where = f"pre-flight: model {self.model!r} at {self.provider}"
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": PREFLIGHT_PROMPT}],
             "max_tokens": 5,
         }
+        breaker = CircuitBreaker(min(self.policy.unreachable_after, self.policy.max_attempts))
         try:
-            found = self.retrying(lambda: self.client.models.retrieve(self.model), stop)
-            reply = found if isinstance(found, CallFailure) else self.complete(body, stop)
+            found = self.retrying(lambda: self.client.models.retrieve(self.model), stop, breaker)
+            reply = found if isinstance(found, CallFailure) else self.complete(body, stop, breaker)
         except FatalJudgeError as err:
             raise FatalJudgeError(f"{where}: {err}") from err
         if isinstance(reply, CallFailure):

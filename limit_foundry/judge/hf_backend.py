@@ -4,7 +4,8 @@
 value is a local Hugging Face directory whose tokenizer has a chat template. Replies come back in the
 same shape as the openai backend's, so records, parsing and caching are shared. Decoding follows the
 request body: greedy at temperature 0, else sampled with a fixed torch seed (a pure function of the
-request). A prompt that does not fit the model's context is recorded as `context_length`.
+request). A prompt that does not fit the model's context is recorded as `context_length`. A model that
+cannot be loaded is the user's to fix (ModelLoadError, exit 2), found by the pre-flight before any judgment.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.judge.client import PREFLIGHT_PROMPT, CallFailure, Completion, FatalJudgeError
+from limit_foundry.errors import ModelLoadError
+from limit_foundry.judge.client import PREFLIGHT_PROMPT, CallFailure, Completion
 from limit_foundry.models.smollm2 import load_smollm2
 
 SMOLLM2 = "smollm2"
+
+
+def check_model_dir(model: str) -> None:
+    """Refuse a `--model` that is neither `smollm2` nor a Hugging Face model directory, before any run."""
+    if model != SMOLLM2 and not (Path(model).expanduser() / "config.json").is_file():
+        raise ModelLoadError(f"--model {model}: not a Hugging Face model directory (no config.json)")
 
 
 class HFBackend:
@@ -32,26 +40,28 @@ class HFBackend:
 
     def _load(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            if self.model == SMOLLM2:
-                model, tokenizer = load_smollm2(self.dtype)
-            else:
-                import torch
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-
-                path = Path(self.model).expanduser()
-                if not (path / "config.json").is_file():
-                    raise FatalJudgeError(
-                        f"--model {self.model}: not a Hugging Face model directory (no config.json)"
-                    )
-                tokenizer = AutoTokenizer.from_pretrained(path)
-                model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=getattr(torch, self.dtype))
+            check_model_dir(self.model)
+            try:
+                model, tokenizer = self._from_pretrained()
+            except (OSError, ValueError, KeyError, RuntimeError, AttributeError) as err:  # bad dir or dtype
+                raise ModelLoadError(f"--model {self.model}: cannot load it ({err})") from err
             if not getattr(tokenizer, "chat_template", None):
-                raise FatalJudgeError(
+                raise ModelLoadError(
                     f"--model {self.model}: the tokenizer has no chat template to show a judge prompt"
                 )
             model.to(self.device).eval()
             self._loaded = (model, tokenizer)
         return self._loaded
+
+    def _from_pretrained(self) -> tuple[Any, Any]:
+        if self.model == SMOLLM2:
+            return load_smollm2(self.dtype)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = Path(self.model).expanduser()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        return AutoModelForCausalLM.from_pretrained(path, torch_dtype=getattr(torch, self.dtype)), tokenizer
 
     def complete(self, body: dict[str, Any], stop: threading.Event) -> Completion | CallFailure:
         import torch
@@ -110,5 +120,5 @@ class HFBackend:
         body = {"messages": [{"role": "user", "content": PREFLIGHT_PROMPT}], "max_tokens": 4}
         reply = self.complete(body, stop)
         if isinstance(reply, CallFailure):
-            raise FatalJudgeError(f"pre-flight: local model {self.model} cannot answer: {reply.detail}")
+            raise ModelLoadError(f"pre-flight: local model {self.model} cannot answer: {reply.detail}")
         return f"local model {self.model} loaded and generates"

@@ -2,7 +2,8 @@
 
 Writes report.md, report.csv, report.json and report.png (stacked bars in the paper's style) and
 exits non-zero when a comparison's failed pairs exceed --max-failure-rate, so a study cannot quote
-a win rate whose denominator quietly lost judgments.
+a win rate whose denominator quietly lost judgments. A partial run (interrupted, aborted, budget-capped,
+or with pairs never judged) is marked in every output and also exits non-zero unless --allow-partial.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ CSV_FIELDS = (
     "comparison",
     "generator_a",
     "generator_b",
+    "partial",
     "combination",
     "seed",
     "n_pairs",
@@ -65,6 +67,7 @@ class ReportOptions:
     ci_level: float = 0.95
     max_failure_rate: float = 0.01
     no_plot: bool = False
+    allow_partial: bool = False
 
 
 @dataclass
@@ -74,10 +77,11 @@ class ReportResult:
     summaries: list[ComparisonSummary]
     written: list[Path]
     too_many_failures: list[str]  # one line per comparison whose failed pairs pass max_failure_rate
+    partial: list[str] = field(default_factory=list)  # one line per partial comparison, unless allowed
 
     @property
     def exit_code(self) -> int:
-        return EXIT_FAILURES if self.too_many_failures else EXIT_OK
+        return EXIT_FAILURES if self.too_many_failures or self.partial else EXIT_OK
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -184,6 +188,7 @@ def render_csv(summaries: list[ComparisonSummary], policy: str) -> str:
                         "comparison": s.name,
                         "generator_a": s.generator_a,
                         "generator_b": s.generator_b,
+                        "partial": s.partial,
                     }
                     | {"combination": combo}
                     | flat
@@ -200,7 +205,9 @@ def render_png(summaries: list[ComparisonSummary]) -> bytes:
 
     bars = [
         (
-            f"A {s.generator_a} vs B {s.generator_b}" + ("" if combo == "single" else f" ({combo})"),
+            f"A {s.generator_a} vs B {s.generator_b}"
+            + ("" if combo == "single" else f" ({combo})")
+            + (" PARTIAL" if s.partial else ""),
             data.pooled,
         )
         for s in summaries
@@ -262,16 +269,26 @@ def write_report(options: ReportOptions) -> ReportResult:
     summaries = [summarize(c, options.n_resamples, options.rng_seed, options.ci_level) for c in comparisons]
     markdown = render_markdown(summaries, params)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
-    atomic_write_text(written[0], markdown)
-    atomic_write_text(written[1], render_csv(summaries, options.policy))
-    atomic_write_json(written[2], {"parameters": params, "comparisons": [s.as_json() for s in summaries]})
-    if not options.no_plot:
-        written.append(out / "report.png")
-        atomic_write_bytes(written[-1], render_png(summaries))
+    try:
+        atomic_write_text(written[0], markdown)
+        atomic_write_text(written[1], render_csv(summaries, options.policy))
+        atomic_write_json(written[2], {"parameters": params, "comparisons": [s.as_json() for s in summaries]})
+        if not options.no_plot:
+            written.append(out / "report.png")
+            atomic_write_bytes(written[-1], render_png(summaries))
+    except OSError as err:  # a file where the directory should be, a read-only folder
+        raise ConfigError(f"--out {out}: cannot write the report there ({err.strerror or err})") from err
     too_many = [
         f"{s.name}: {row['failed_pairs']} of {row['n_pairs']} pairs failed "
         f"({row['failure_rate']:.2%} > --max-failure-rate {options.max_failure_rate:.2%}): {row['failures']}"
         for s in summaries
         if (row := s.pooled)["failure_rate"] and row["failure_rate"] > options.max_failure_rate
     ]
-    return ReportResult(out, markdown, summaries, written, too_many)
+    partial = [
+        f"{s.name}: partial run, its win rates cover only what was judged "
+        f"({'; '.join(s.notes) or 'see run.json'}); "
+        "finish it (rerun `judge run`) or pass --allow-partial"
+        for s in summaries
+        if s.partial and not options.allow_partial
+    ]
+    return ReportResult(out, markdown, summaries, written, too_many, partial)

@@ -2,7 +2,9 @@
 
 The log is append-only, so a key may appear several times (a failure retried after a resume): the
 last line wins. A pair whose unit failed or is missing keeps its cause, so it is counted under
-failures rather than vanishing from the denominator.
+failures rather than vanishing from the denominator. The denominator is the plan run.json records
+(`planned_pairs`): a pair never judged (an interrupted run, a log cut short) counts as failure `missing`
+and marks the comparison partial, as does any run.json that is not `complete` without failures left.
 """
 
 from __future__ import annotations
@@ -156,11 +158,47 @@ def read_result_dir(path: str | Path) -> ResultDir:
     return ResultDir(path, latest_records(read.records, str(log)), run, notes)
 
 
+def _planned_but_unjudged(run: dict[str, Any], judged: list[JudgedPair]) -> list[tuple[str, Any]]:
+    """(prompt_id, seed) of the pairs run.json planned that have no record at all."""
+    seen = {(p.prompt_id, p.seed) for p in judged}
+    planned = [(str(prompt_id), seed) for prompt_id, seed in run.get("planned_pairs") or []]
+    return [pair for pair in planned if pair not in seen]
+
+
+def _planned_units(run: dict[str, Any]) -> int:
+    """The units run.json planned (0 when it does not say: an older or hand-made result directory)."""
+    units = (run.get("summary") or {}).get("units")
+    return units if isinstance(units, int) else 0
+
+
+def _partial_notes(run: dict[str, Any], n_units: int, missing: int) -> list[str]:
+    """Why a run's results are incomplete, from run.json and the log (empty when they are complete)."""
+    notes = []
+    if run.get("state") not in (None, "complete"):
+        notes.append(
+            f"run.json state {run['state']!r}: {run.get('abort_reason') or 'the run did not finish'}"
+        )
+    planned_units = _planned_units(run)
+    if n_units < planned_units:
+        notes.append(f"{JUDGMENTS} holds {n_units} of the {planned_units} units run.json planned")
+    if missing:
+        notes.append(f"{missing} planned pair(s) never judged, counted as failure `missing`")
+    return notes
+
+
 def load_result_dir(path: str | Path) -> Comparison:
-    """A Comparison from a result directory; raises DataError naming the file and record on bad input."""
+    """A Comparison from a result directory; raises DataError naming the file and record on bad input,
+    and on a directory holding no judgment at all (nothing to report is not a 0-of-0 result)."""
     result = read_result_dir(path)
     latest, run, notes = result.latest, result.run, list(result.notes)
+    if not latest:
+        raise DataError(
+            f"{result.path / JUDGMENTS}: no judgments recorded (the run stopped before its first result); "
+            "rerun `judge run` with the same options to resume"
+        )
     policy, judged = judged_pairs(latest, run.get("order_policy"))
+    unjudged = _planned_but_unjudged(run, judged)
+    partial_notes = _partial_notes(run, len(latest), len(unjudged))
     pairs: dict[str, list[PairVerdict]] = {c: [] for c in combinations_for(policy)}
     unit_failures = Counter(r.get("failure") or "unknown" for r in latest.values() if r["status"] == "failed")
     for pair in judged:
@@ -171,6 +209,11 @@ def load_result_dir(path: str | Path) -> Comparison:
             verdicts.append(
                 PairVerdict(pair.prompt_id, str(pair.seed), pair.votes(combo), pair.failure, *lengths)
             )
+    planned_units = _planned_units(run)
+    if planned_units > len(latest):
+        unit_failures["missing"] = planned_units - len(latest)
+    for verdicts in pairs.values():
+        verdicts += [PairVerdict(pid, str(seed), None, "missing", None, None) for pid, seed in unjudged]
     observations = [
         SlotObservation(str(r["prompt_id"]), str(r["seed"]), r["order"], r["outcome"], r["slot_outcome"])
         for r in latest.values()
@@ -188,13 +231,15 @@ def load_result_dir(path: str | Path) -> Comparison:
         generator_a=str(generators["a"].most_common(1)[0][0]) if latest else "A",
         generator_b=str(generators["b"].most_common(1)[0][0]) if latest else "B",
         order_policy=policy,
-        seeds=[str(s) for s in sorted({p.seed for p in judged}, key=_seed_sort_key)],
+        seeds=[
+            str(s) for s in sorted({p.seed for p in judged} | {s for _, s in unjudged}, key=_seed_sort_key)
+        ],
         pairs=pairs,
         slot_observations=observations,
-        n_units=len(latest),
+        n_units=max(len(latest), planned_units),
         unit_failures=dict(sorted(unit_failures.items())),
         sources=result.sources,
-        partial=bool(run.get("partial", False)),
+        partial=bool(run.get("partial", False) or partial_notes),
         meta=meta,
-        notes=notes,
+        notes=notes + partial_notes,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import sys
 import threading
 from collections import Counter
@@ -43,15 +44,14 @@ from limit_foundry.judge.cache import ResponseCache, default_cache_dir, provider
 from limit_foundry.judge.client import (
     CallFailure,
     Completion,
-    FatalJudgeError,
     Interrupted,
     OpenAIBackend,
     RetryPolicy,
 )
 from limit_foundry.judge.cost import Budget, Price, load_price
 from limit_foundry.judge.dispatch import Backend, Job, Outcome, dispatch
-from limit_foundry.judge.hf_backend import HFBackend
-from limit_foundry.judge.inputs import EMPTY_POLICIES, describe_inputs, load_pairs
+from limit_foundry.judge.hf_backend import HFBackend, check_model_dir
+from limit_foundry.judge.inputs import EMPTY_POLICIES, Pair, describe_inputs, load_pairs
 from limit_foundry.judge.prompts import ALPACA_EVAL_ORDER_SEED, Template, load_template
 from limit_foundry.judge.records import (
     BATCH_STATE,
@@ -114,6 +114,7 @@ class RunOptions:
     overwrite: bool = False
     export_alpaca_eval: Path | None = None
     hf_dtype: str = "float32"
+    allow_identical: bool = False
 
 
 @dataclass
@@ -182,6 +183,10 @@ def _check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, dry_run
     """Refuse to mix another configuration's results into `out`, or clear them with --overwrite (a dry
     run only pretends to). Returns whether results on disk are to be ignored."""
     run_json, log = out / RUN_JSON, out / JUDGMENTS
+    if not (log.exists() and log.stat().st_size) and not (out / BATCH_STATE).exists():
+        # nothing recorded yet (a new directory, or a run stopped before its first judgment by a wrong
+        # --base-url or a bad model): nothing to protect, whatever configuration run.json names
+        return False
     if not run_json.exists():
         if log.exists() and log.stat().st_size:
             if not overwrite:
@@ -211,6 +216,14 @@ def _check_out_dir(out: Path, identity: dict[str, Any], overwrite: bool, dry_run
         for name in (JUDGMENTS, RUN_JSON, BATCH_STATE):
             (out / name).unlink(missing_ok=True)
     return True
+
+
+def _prepare_out(out: Path) -> None:
+    """Create --out, or say in one line why it cannot be (a read-only parent, a file on the way)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create the directory ({err.strerror or err})") from err
 
 
 def _make_backend(options: RunOptions, api_key: str | None) -> Backend:
@@ -249,6 +262,23 @@ def _validate_options(options: RunOptions) -> None:
         raise ConfigError("--concurrency must be at least 1")
     if (options.price_input is None) != (options.price_output is None):
         raise ConfigError("--price-input and --price-output go together")
+    amounts = {"--max-cost": options.max_cost}
+    amounts |= {"--price-input": options.price_input, "--price-output": options.price_output}
+    for name, amount in amounts.items():
+        if amount is not None and not (math.isfinite(amount) and amount >= 0):
+            raise ConfigError(f"{name} must be a finite amount of USD, 0 or more (got {amount})")
+    if options.backend == "hf":
+        check_model_dir(options.model)
+
+
+def _check_not_self_comparison(pairs: list[Pair], allow_identical: bool) -> None:
+    """Refuse a comparison whose two sides answer every prompt identically (a file judged against itself):
+    every verdict would be a tie decided without a call, which reads like a real result."""
+    if pairs and not allow_identical and all(p.output_a == p.output_b for p in pairs):
+        raise ConfigError(
+            f"--a and --b give identical answers for all {len(pairs)} pairs (the same answers judged "
+            "against themselves?): every verdict would be a tie; pass --allow-identical to record them anyway"
+        )
 
 
 class Judge:
@@ -263,6 +293,8 @@ class Judge:
         overrides = {"max_tokens": options.max_tokens, "temperature": options.temperature}
         self.decoding = self.template.decoding | {k: v for k, v in overrides.items() if v is not None}
         pairs = load_pairs(options.a, options.b, options.empty_answers)
+        _check_not_self_comparison(pairs, options.allow_identical)
+        self.planned_pairs = [[p.prompt_id, p.seed] for p in pairs]
         self.units = plan_units(pairs, options.order, options.empty_answers, options.order_seed)
         self.provider = _provider(options)
         self.price = _price(options)
@@ -277,6 +309,7 @@ class Judge:
         self.calls = self.cached = 0
         self.cost = 0.0
         self.budget_stopped = False
+        self.abort_code = EXIT_ABORTED
         self.started_at = _now()
 
     # ---- planning ----
@@ -324,11 +357,17 @@ class Judge:
     # ---- the run ----
     def run(self) -> RunResult:
         out = self.options.out
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file, not a result directory")
         discarded = _check_out_dir(out, self.identity, self.options.overwrite, self.options.dry_run)
         if self.options.dry_run:
             return self._dry_run(ResultLog(out / JUDGMENTS, writable=False, read_existing=not discarded))
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / LOCK, "w") as lock:
+        _prepare_out(out)
+        try:
+            lock = open(out / LOCK, "w")  # noqa: SIM115 (closed below; the error needs the --out name)
+        except OSError as err:
+            raise ConfigError(f"--out {out}: cannot write there ({err.strerror or err})") from err
+        with lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as err:
@@ -376,10 +415,13 @@ class Judge:
         state, reason = "complete", None
         try:
             self._judge(results)
-        except FatalJudgeError as err:
-            state, reason = "aborted", str(err)
         except (KeyboardInterrupt, Interrupted):
             state, reason = "interrupted", "interrupted (SIGINT/SIGTERM); rerun the same command to resume"
+        except LimitFoundryError as err:  # the provider refuses or is unreachable, or the model won't load
+            state, reason, self.abort_code = "aborted", str(err), err.exit_code
+        except Exception as err:  # a bug: run.json must not be left `running`, and the traceback still shows
+            self._write_run_json(results, "aborted", f"internal error: {err!r}")
+            raise
         return self._finish(results, state, reason)
 
     def _judge(self, results: ResultLog) -> None:
@@ -494,6 +536,7 @@ class Judge:
             "empty_answers": options.empty_answers,
             "price": None if price is None else vars(price),
             "max_cost": options.max_cost,
+            "planned_pairs": self.planned_pairs,  # [prompt_id, seed]: a report's denominator
             "state": state,
             "abort_reason": reason,
             "partial": partial,
@@ -526,9 +569,11 @@ class Judge:
             f"{state}: {summary['recorded']}/{summary['units']} units recorded (ok {summary['ok']}, "
             f"no call {summary['no_call']}, failed {summary['failed']}: {failures}); this run sent "
             f"{self.calls} request(s), {self.cached} from cache, cost ${self.cost:.4f}"
-            + (f"; {reason}" if reason else "")
+            + (f"; {reason}" if reason and state != "aborted" else "")
         )
-        code = {"aborted": EXIT_ABORTED, "interrupted": EXIT_INTERRUPTED}.get(
+        if state == "aborted":  # the cause first, as every command states an error; then what was saved
+            message = f"error: {reason}\n{message}; what was recorded stays in {self.options.out}"
+        code = {"aborted": self.abort_code, "interrupted": EXIT_INTERRUPTED}.get(
             state, EXIT_PARTIAL if data["partial"] else EXIT_OK
         )
         return RunResult(code, message, summary, self.calls, self.cached, self.cost, data["partial"])

@@ -185,11 +185,15 @@ def _section_judge(summaries: list[ComparisonSummary]) -> list[str]:
     for s in summaries:
         row = s.pooled
         rate, ci = s.limit_win_rate, s.limit_win_rate_ci
+        name = f"{s.name} **(PARTIAL)**" if s.partial else s.name
         lines.append(
-            f"| {s.name} | {s.generator_a} | {s.generator_b} | {row['n_pairs']} | {_count(row['a_wins'])} | "
+            f"| {name} | {s.generator_a} | {s.generator_b} | {row['n_pairs']} | {_count(row['a_wins'])} | "
             f"{_count(row['ties'])} | {_count(row['b_wins'])} | {row['failed_pairs']} | "
             f"{_fmt(row['win_rate'])}{_ci(row['win_rate_ci'])} | {_fmt(rate)}{_ci(ci)} |"
         )
+    partial = [f"{s.name} ({'; '.join(s.notes)})" for s in summaries if s.partial]
+    if partial:  # its win rates cover only the pairs judged so far; the planned ones left count as failed
+        lines += ["", f"**PARTIAL** judge runs, not finished (rerun the judge stage): {'; '.join(partial)}."]
     lines += ["", *_judge_identity_lines(summaries)]
     return [*lines, ""]
 

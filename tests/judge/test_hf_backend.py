@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from run_fixtures import distinct_answers, latest, write_sides
 
-from limit_foundry.judge.run import EXIT_ABORTED, EXIT_OK, RunOptions, run_judge
+from limit_foundry.judge.run import EXIT_BAD_INPUT, EXIT_OK, RunOptions, run_judge
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|endoftext|>{% endfor %}"
@@ -57,4 +57,6 @@ def test_hf_backend_records_prompts_longer_than_the_context(tmp_path):
 def test_hf_backend_refuses_a_directory_that_is_not_a_model(tmp_path):
     a, b = write_sides(tmp_path, *distinct_answers(1, seeds=(0,)))
     result = _run(a, b, tmp_path / "out", tmp_path, no_cache=True)
-    assert result.exit_code == EXIT_ABORTED and "not a Hugging Face model directory" in result.message
+    # the user's input to fix (exit 2), found before any result directory is written
+    assert result.exit_code == EXIT_BAD_INPUT and "not a Hugging Face model directory" in result.message
+    assert result.message.startswith("error:") and not (tmp_path / "out").exists()

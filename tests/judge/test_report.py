@@ -199,7 +199,8 @@ def test_several_result_dirs_in_one_report(tmp_path):
     second = write_result_dir(
         tmp_path / "y" / "out", single_units(["A"] * 10, generator_b="model-c"), partial=True
     )
-    code, data = _report(tmp_path, str(first), str(second))
+    assert _report(tmp_path, str(first), str(second))[0] == EXIT_FAILURES  # the second run is partial
+    code, data = _report(tmp_path, str(first), str(second), "--allow-partial")
     assert code == 0
     assert [c["name"] for c in data["comparisons"]] == [str(first), str(second)]  # same dir names: paths
     assert [_pooled(data, comparison=i)["win_rate"] for i in (0, 1)] == [0.75, 0.0]

@@ -76,3 +76,19 @@ def test_limit_foundry_report_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0 and capsys.readouterr().out.startswith("usage: limit-foundry report")
+
+
+def test_a_partial_judge_run_is_marked_in_the_study_report(tmp_path: Path) -> None:
+    (tmp_path / "study.json").write_text(
+        json.dumps({"spec": {"name": "s", "path": "spec.yaml"}, "steps": []})
+    )
+    run_dir = tmp_path / "judge" / "lima_vs_mix" / "lima_test"
+    run_dir.mkdir(parents=True)
+    record = {"key": "p0|0|AB", "prompt_id": "p0", "seed": 0, "order": "AB", "status": "ok", "outcome": "B"}
+    record |= {"slot_outcome": 2, "generator_a": "lima", "generator_b": "mix", "instruction": "Q?"}
+    (run_dir / "judgments.jsonl").write_text(json.dumps(record) + "\n")
+    run = {"order_policy": "single-seeded", "state": "interrupted", "partial": True}
+    (run_dir / "run.json").write_text(json.dumps(run | {"planned_pairs": [["p0", 0], ["p1", 0]]}))
+    report = build_report(tmp_path).read_text()
+    assert "lima_vs_mix/lima_test **(PARTIAL)**" in report and "**PARTIAL** judge runs" in report
+    assert "| 2 | 0 | 0 | 1 | 1 |" in report  # 2 planned pairs: one B win, one failed (never judged)
