@@ -215,10 +215,8 @@ def render_csv(summaries: list[ComparisonSummary], policy: str) -> str:
                     flat["limit_win_rate"] = data.limit_win_rate
                 if r["seed"] == POOLED:
                     flat["lc_win_rate"] = data.lc_win_rate
-                    flat["lc_win_rate_ci_low"], flat["lc_win_rate_ci_high"] = data.lc_win_rate_ci or (
-                        None,
-                        None,
-                    )
+                    lc_ci = data.lc_win_rate_ci or [None, None]
+                    flat["lc_win_rate_ci_low"], flat["lc_win_rate_ci_high"] = lc_ci
                 elif data.lc:
                     flat["lc_win_rate"] = data.lc.per_seed.get(r["seed"])
                 writer.writerow(
