@@ -1,8 +1,8 @@
-"""`limit-foundry judge {run,report,calibrate}`: the pairwise LLM judge's command line.
+"""`limit-foundry judge {run,report,calibrate,reanalyze}`: the pairwise LLM judge's command line.
 
 `python -m limit_foundry.judge ...` is the same command. Each subcommand fills its options dataclass and
 calls one library function: `run_judge(RunOptions)`, `write_report(ReportOptions)`,
-`calibrate(CalibrateOptions)`.
+`calibrate(CalibrateOptions)`, `reanalyze(ReanalysisOptions)`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from limit_foundry.judge.alpaca_eval_io import GROUPINGS
 from limit_foundry.judge.calibrate import MATCH_MODES, CalibrateOptions, calibrate
 from limit_foundry.judge.inputs import EMPTY_POLICIES
 from limit_foundry.judge.prompts import ALPACA_EVAL_ORDER_SEED
+from limit_foundry.judge.reanalyze import OUTPUT_STEM, ReanalysisOptions, reanalyze
 from limit_foundry.judge.report import POLICIES, ReportOptions, write_report
 from limit_foundry.judge.run import BACKENDS, DEFAULT_BASE_URL, RunOptions, run_judge
+from limit_foundry.judge.summary import LC_RESAMPLES
 from limit_foundry.judge.units import ORDER_POLICIES
 
 RUN_HELP = "judge A against B and write a result directory"
@@ -33,12 +35,19 @@ RUN_DESCRIPTION = (
 )
 REPORT_HELP = "win rates with CIs from result directories or AlpacaEval files"
 REPORT_DESCRIPTION = (
-    "Report win rates, failures, position bias and length effects with bootstrap confidence intervals "
-    "for judge result directories and/or AlpacaEval annotation files. Exit codes: 0 ok, 1 failures above "
-    "--max-failure-rate or a partial run without --allow-partial (the report is still written), 2 bad input "
-    "(incl. no judgments at all)."
+    "Report win rates (raw, the paper's, and length-controlled), failures, position bias and length effects "
+    "with bootstrap confidence intervals for judge result directories and/or AlpacaEval annotation files. "
+    "Exit codes: 0 ok, 1 failures above --max-failure-rate or a partial run without --allow-partial (the "
+    "report is still written), 2 bad input (incl. no judgments at all)."
 )
 CALIBRATE_HELP = "agreement of a judge with reference verdicts (kappa, CIs)"
+REANALYZE_HELP = "paper and length-controlled win rates of a folder of released AlpacaEval judgments"
+REANALYZE_DESCRIPTION = (
+    "Re-analyse a folder of AlpacaEval annotation files named <comparison>_seed<k>.json (the layout of LIMIT's "
+    "release folder model_responses_evaluated_by_gpt4/, searched recursively): per comparison the paper's win "
+    f"rate and CI, the length-controlled win rate and CI, mean answer lengths and the anomalies found. Writes "
+    f"{OUTPUT_STEM}.{{md,csv,json,png}}. Exit codes: 0 ok, 2 bad input."
+)
 CALIBRATE_DESCRIPTION = (
     "Agreement of a judge with reference verdicts: raw agreement, tie-discounted accuracy (a tie against a "
     "decisive verdict scores half) and Cohen's kappa, with bootstrap CIs over instructions. Exit codes: 0 ok, "
@@ -244,6 +253,26 @@ def add_bootstrap_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_length_control_arguments(parser: argparse.ArgumentParser) -> None:
+    """The length-controlled win rate's options, shared by `report` and `reanalyze`."""
+    parser.add_argument(
+        "--lc-resamples",
+        type=int,
+        default=LC_RESAMPLES,
+        metavar="N",
+        help="bootstrap resamples of the length-controlled (LC) win rate, each a GLM refit (at most "
+        "--n-resamples); 0 = no interval (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--instruction-difficulty",
+        type=Path,
+        metavar="FILE",
+        help="per-prompt difficulties (JSON {prompt id or instruction: number}, or CSV with "
+        "instruction_difficulty and prompt_id or instruction) for AlpacaEval's full LC form; without it, the "
+        "minimal form (length term + model term) (default: none)",
+    )
+
+
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "dirs",
@@ -295,6 +324,19 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit 0 for a partial run (interrupted, aborted, budget-capped, pairs never judged); it is "
         "marked PARTIAL in every output either way (default: exit 1)",
     )
+    add_length_control_arguments(parser)
+
+
+def add_reanalyze_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "directory", type=Path, metavar="DIR", help="folder of <comparison>_seed<k>.json files"
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help=f"where {OUTPUT_STEM}.{{md,csv,json,png}} go (default: DIR)"
+    )
+    add_bootstrap_arguments(parser)
+    add_length_control_arguments(parser)
+    parser.add_argument("--no-plot", action="store_true", help=f"skip {OUTPUT_STEM}.png (default: draw it)")
 
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -368,6 +410,14 @@ def judge_calibrate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def judge_reanalyze(args: argparse.Namespace) -> int:
+    result = reanalyze(options_from_args(args, ReanalysisOptions))
+    print(result.markdown)
+    suffixes = ",".join(path.suffix.lstrip(".") for path in result.written)
+    print(f"reanalyze: wrote {result.out}/{OUTPUT_STEM}.{{{suffixes}}}", file=sys.stderr)
+    return 0
+
+
 # name -> (one line for the list, description, the function adding its options, the function running it)
 SUBCOMMANDS: dict[
     str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -375,6 +425,7 @@ SUBCOMMANDS: dict[
     "run": (RUN_HELP, RUN_DESCRIPTION, add_run_arguments, judge_run),
     "report": (REPORT_HELP, REPORT_DESCRIPTION, add_report_arguments, judge_report),
     "calibrate": (CALIBRATE_HELP, CALIBRATE_DESCRIPTION, add_calibrate_arguments, judge_calibrate),
+    "reanalyze": (REANALYZE_HELP, REANALYZE_DESCRIPTION, add_reanalyze_arguments, judge_reanalyze),
 }
 
 
@@ -382,9 +433,12 @@ def build_parser(prog: str = "limit-foundry judge") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Pairwise LLM judge for instruction-tuning studies: run judgments (resumable, cached, "
-        "cost-capped), report win rates with confidence intervals, calibrate a judge against reference verdicts.",
+        "cost-capped), report win rates with confidence intervals, calibrate a judge against reference verdicts, "
+        "re-analyse released judgments.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="{run,report,calibrate}")
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="{" + ",".join(SUBCOMMANDS) + "}"
+    )
     for name, (help_text, description, add_arguments, execute) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=description)
         add_arguments(sub)

@@ -38,10 +38,11 @@ from limit_foundry.judge.stats import (
     bootstrap_weights,
     cohen_kappa,
     flip,
+    json_ci,
+    json_number,
     raw_agreement,
     tie_discounted_accuracy,
 )
-from limit_foundry.judge.summary import json_ci, json_number
 
 MATCH_MODES = ("generators", "instruction", "outputs")
 METRICS = {

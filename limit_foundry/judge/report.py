@@ -18,8 +18,17 @@ from typing import Any
 from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, ConfigError
 from limit_foundry.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from limit_foundry.judge.alpaca_eval_io import load_alpaca_eval
+from limit_foundry.judge.length_control import MEANING, load_instruction_difficulty
 from limit_foundry.judge.results import load_result_dir
-from limit_foundry.judge.summary import CI_METRICS, POOLED, ComparisonSummary, Row, summarize
+from limit_foundry.judge.summary import (
+    CI_METRICS,
+    LC_RESAMPLES,
+    POOLED,
+    CombinationSummary,
+    ComparisonSummary,
+    Row,
+    summarize,
+)
 
 POLICIES = ("ours", "limit")
 CSV_FIELDS = (
@@ -50,6 +59,9 @@ CSV_FIELDS = (
     "longer_wins",
     "longer_decisive_votes",
     "limit_win_rate",
+    "lc_win_rate",  # length-controlled: the seed's own on per-seed rows, the mean over seeds on pooled rows
+    "lc_win_rate_ci_low",
+    "lc_win_rate_ci_high",
 )
 
 
@@ -68,6 +80,8 @@ class ReportOptions:
     max_failure_rate: float = 0.01
     no_plot: bool = False
     allow_partial: bool = False
+    lc_resamples: int = LC_RESAMPLES  # bootstrap replicates of the length-controlled rate; 0: no interval
+    instruction_difficulty: Path | None = None  # per-prompt difficulties: LC's full form (else the minimal)
 
 
 @dataclass
@@ -84,13 +98,14 @@ class ReportResult:
         return EXIT_FAILURES if self.too_many_failures or self.partial else EXIT_OK
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number as reports print it: fixed digits, `n/a` for a missing one."""
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _with_ci(row: Row, name: str) -> str:
     ci = row.get(f"{name}_ci")
-    return _fmt(row[name]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+    return fmt(row[name]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
 
 
 def _count(value: float | None) -> str:
@@ -123,15 +138,15 @@ def render_markdown(summaries: list[ComparisonSummary], params: dict[str, Any]) 
         causes = ", ".join(f"{k} {v}" for k, v in first["failures"].items()) or "none"
         lines.append(
             f"- failed pairs: {first['failed_pairs']} of {first['n_pairs']} "
-            f"({_fmt((first['failure_rate'] or 0) * 100, 2)}%): {causes}"
+            f"({fmt((first['failure_rate'] or 0) * 100, 2)}%): {causes}"
         )
         unit_causes = ", ".join(f"{k} {v}" for k, v in s.unit_failures.items()) or "none"
         lines.append(f"- failed units: {unit_causes} (of {s.n_units} units)")
         if first["position_pairs"] or first["first_slot_decisive"]:
             lines.append(
-                f"- position consistency: {_fmt(first['position_consistency'])} "
+                f"- position consistency: {fmt(first['position_consistency'])} "
                 f"(of {first['position_pairs']} pairs judged in both orders); first-slot win rate: "
-                f"{_fmt(first['first_slot_win_rate'])} (of {first['first_slot_decisive']} decisive judgments)"
+                f"{fmt(first['first_slot_win_rate'])} (of {first['first_slot_decisive']} decisive judgments)"
             )
         elif s.order_policy == "alpaca_eval":
             lines.append(
@@ -144,9 +159,10 @@ def render_markdown(summaries: list[ComparisonSummary], params: dict[str, Any]) 
                 lines.append(
                     f"- **LIMIT win rate** ({combo}; per seed B/(A+B) over decisive verdicts, mean over "
                     f"{len(s.seeds)} seeds; draws {_count(data.pooled['ties'])} and failed pairs "
-                    f"{data.pooled['failed_pairs']} dropped): {_fmt(data.limit_win_rate)}"
-                    + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+                    f"{data.pooled['failed_pairs']} dropped): {fmt(data.limit_win_rate)}"
+                    + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
                 )
+        lines += [lc_line(combo, data) for combo, data in s.combinations.items() if data.lc]
         if s.anomalies:
             lines += ["", "| anomaly | count | examples | meaning |", "|---|---:|---|---|"]
             for name, a in s.anomalies.items():
@@ -163,10 +179,28 @@ def render_markdown(summaries: list[ComparisonSummary], params: dict[str, Any]) 
                     f"| {combo} | {r['seed']} | {r['n_pairs']} | {r['failed_pairs']} | {_count(r['a_wins'])} "
                     f"| {_count(r['ties'])} | {_count(r['b_wins'])} | {_with_ci(r, 'win_rate')} "
                     f"| {_with_ci(r, 'win_rate_ties_half')} | {_with_ci(r, 'equivalent_or_better')} "
-                    f"| {_fmt(r['sign_test_p'], 4)} | {_fmt(r['mean_len_a'], 0)} | {_fmt(r['mean_len_b'], 0)} "
-                    f"| {_fmt(r['longer_wins'])} |"
+                    f"| {fmt(r['sign_test_p'], 4)} | {fmt(r['mean_len_a'], 0)} | {fmt(r['mean_len_b'], 0)} "
+                    f"| {fmt(r['longer_wins'])} |"
                 )
     return "\n".join(lines) + "\n"
+
+
+def lc_text(data: CombinationSummary) -> str:
+    """`LC 0.512 [0.471, 0.550]`: a combination's length-controlled win rate and its CI."""
+    ci = data.lc_win_rate_ci
+    return f"LC {fmt(data.lc_win_rate)}" + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
+def lc_line(combo: str, data: CombinationSummary) -> str:
+    """One markdown line: the length-controlled win rate of a combination, what it dropped, what it means."""
+    lc = data.lc
+    assert lc is not None
+    dropped = ", ".join(f"{k} {v}" for k, v in lc.dropped.items())
+    return (
+        f"- **{lc_text(data)}** ({combo}; {lc.form} GLM, per seed then mean; {lc.fitted_pairs} decisive "
+        f"pairs fitted; dropped: {dropped}; length weight {fmt(lc.length_weight, 2)}). {MEANING}."
+        + "".join(f" Note: {note}." for note in lc.notes)
+    )
 
 
 def render_csv(summaries: list[ComparisonSummary], policy: str) -> str:
@@ -183,6 +217,12 @@ def render_csv(summaries: list[ComparisonSummary], policy: str) -> str:
                 flat["failures"] = ";".join(f"{k}:{v}" for k, v in r["failures"].items())
                 if policy == "limit" and r["seed"] == POOLED:
                     flat["limit_win_rate"] = data.limit_win_rate
+                if r["seed"] == POOLED:
+                    flat["lc_win_rate"] = data.lc_win_rate
+                    lc_ci = data.lc_win_rate_ci or [None, None]
+                    flat["lc_win_rate_ci_low"], flat["lc_win_rate_ci_high"] = lc_ci
+                elif data.lc:
+                    flat["lc_win_rate"] = data.lc.per_seed.get(r["seed"])
                 writer.writerow(
                     {
                         "comparison": s.name,
@@ -207,7 +247,8 @@ def render_png(summaries: list[ComparisonSummary]) -> bytes:
         (
             f"A {s.generator_a} vs B {s.generator_b}"
             + ("" if combo == "single" else f" ({combo})")
-            + (" PARTIAL" if s.partial else ""),
+            + (" PARTIAL" if s.partial else "")
+            + (f"\nB: {lc_text(data)}" if data.lc else ""),  # the length-controlled rate beside the shares
             data.pooled,
         )
         for s in summaries
@@ -259,14 +300,26 @@ def write_report(options: ReportOptions) -> ReportResult:
             comparison.name = str(directory)
     if options.alpaca_eval:
         comparisons += load_alpaca_eval(options.alpaca_eval, options.alpaca_eval_grouping)
+    difficulty = (
+        load_instruction_difficulty(options.instruction_difficulty)
+        if options.instruction_difficulty
+        else None
+    )
     params = {
         "n_resamples": options.n_resamples,
         "rng_seed": options.rng_seed,
         "ci_level": options.ci_level,
         "policy": options.policy,
         "max_failure_rate": options.max_failure_rate,
+        "lc_resamples": options.lc_resamples,
+        "lc_form": "full" if difficulty else "minimal",
     }
-    summaries = [summarize(c, options.n_resamples, options.rng_seed, options.ci_level) for c in comparisons]
+    summaries = [
+        summarize(
+            c, options.n_resamples, options.rng_seed, options.ci_level, options.lc_resamples, difficulty
+        )
+        for c in comparisons
+    ]
     markdown = render_markdown(summaries, params)
     written = [out / "report.md", out / "report.csv", out / "report.json"]
     try:

@@ -25,6 +25,7 @@ COMBINATIONS = ("strict", "split")
 # Per-(prompt, seed) feature columns summed by the bootstrap; metrics are ratios of these.
 FEATURES = ("a", "tie", "b", "longer_votes", "unequal_decisive")
 _A, _TIE, _B, _LONGER, _UNEQUAL = range(len(FEATURES))
+JSON_DIGITS = 6  # reported numbers are rounded to this many digits
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,19 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(finite, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def json_number(value: float | None) -> float | None:
+    """A JSON-safe rounded float (NaN becomes None) so reports are stable byte for byte."""
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), JSON_DIGITS)
+
+
+def json_ci(samples: np.ndarray, level: float) -> list[float | None] | None:
+    """The percentile interval of `samples` as rounded JSON numbers; None when every replicate is undefined."""
+    ci = percentile_ci(samples, level)
+    return [json_number(ci[0]), json_number(ci[1])] if ci else None
 
 
 def sign_test(wins: int, losses: int) -> float:

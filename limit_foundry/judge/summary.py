@@ -13,20 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from limit_foundry.judge.length_control import LengthControlled, length_controlled
 from limit_foundry.judge.results import Comparison, SlotObservation
 from limit_foundry.judge.stats import (
     PairVerdict,
     bootstrap_weights,
     feature_tensor,
+    json_ci,
+    json_number,
     mean_over_seeds_win_rate,
-    percentile_ci,
     rate_metrics,
     sign_test,
 )
 
 POOLED = "pooled"
 CI_METRICS = ("win_rate", "win_rate_ties_half", "equivalent_or_better", "share_a", "share_tie", "share_b")
-_DIGITS = 6
+# Bootstrap replicates of the length-controlled rate: each refits a GLM, so it takes the first LC_RESAMPLES
+# rows of the comparison's shared bootstrap matrix rather than all of them.
+LC_RESAMPLES = 200
 
 # The metrics of one slice (a seed, or all seeds pooled), JSON-ready: `seed`, counts, each of CI_METRICS with
 # its `<name>_ci`, sign test, lengths, position bias. Its keys are report.csv's columns.
@@ -41,17 +45,31 @@ class CombinationSummary:
     pooled: Row  # every seed together
     limit_win_rate: float | None  # Jha et al. 2023's statistic: per seed B / (A + B), then the seeds' mean
     limit_win_rate_ci: list[float | None] | None
+    # AlpacaEval 2.0's length-controlled win rate of B, per seed then the seeds' mean (length_control.py);
+    # None when not computed
+    lc: LengthControlled | None = None
 
     @property
     def rows(self) -> list[Row]:
         """Each seed's row, then the pooled one (report.json and report.csv list them so)."""
         return [*self.per_seed.values(), self.pooled]
 
+    @property
+    def lc_win_rate(self) -> float | None:
+        return self.lc.win_rate if self.lc else None
+
+    @property
+    def lc_win_rate_ci(self) -> list[float | None] | None:
+        return self.lc.ci if self.lc else None
+
     def as_json(self) -> dict[str, Any]:
         return {
             "rows": self.rows,
             "limit_win_rate": self.limit_win_rate,
             "limit_win_rate_ci": self.limit_win_rate_ci,
+            "lc_win_rate": self.lc_win_rate,
+            "lc_win_rate_ci": self.lc_win_rate_ci,
+            "lc": self.lc.as_json() if self.lc else None,
         }
 
 
@@ -96,22 +114,18 @@ class ComparisonSummary:
     def limit_win_rate_ci(self) -> list[float | None] | None:
         return self.headline.limit_win_rate_ci
 
+    @property
+    def lc_win_rate(self) -> float | None:
+        return self.headline.lc_win_rate
+
+    @property
+    def lc_win_rate_ci(self) -> list[float | None] | None:
+        return self.headline.lc_win_rate_ci
+
     def as_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["combinations"] = {name: c.as_json() for name, c in self.combinations.items()}
         return data
-
-
-def json_number(value: float | None) -> float | None:
-    """A JSON-safe rounded float (NaN becomes None) so reports are stable byte for byte."""
-    if value is None or not np.isfinite(value):
-        return None
-    return round(float(value), _DIGITS)
-
-
-def json_ci(samples: np.ndarray, level: float) -> list[float | None] | None:
-    ci = percentile_ci(samples, level)
-    return [json_number(ci[0]), json_number(ci[1])] if ci else None
 
 
 def _position_stats(observations: list[SlotObservation]) -> dict[str, Any]:
@@ -178,9 +192,18 @@ def _row(
 
 
 def summarize(
-    comparison: Comparison, n_resamples: int = 2000, rng_seed: int = 0, level: float = 0.95
+    comparison: Comparison,
+    n_resamples: int = 2000,
+    rng_seed: int = 0,
+    level: float = 0.95,
+    lc_resamples: int | None = LC_RESAMPLES,
+    difficulty: dict[str, float] | None = None,
 ) -> ComparisonSummary:
-    """The report of one comparison: rows per seed and pooled, for each order combination."""
+    """The report of one comparison: rows per seed and pooled, for each order combination.
+
+    lc_resamples: bootstrap replicates of the length-controlled rate (0: its point value only; None: no LC at
+    all); difficulty: per-prompt instruction difficulties for LC's full form (None: the minimal form).
+    """
     prompts, seeds = comparison.prompts, comparison.seeds
     weights = bootstrap_weights(len(prompts), n_resamples, rng_seed)
     obs_by_seed: dict[str, list[SlotObservation]] = defaultdict(list)
@@ -215,6 +238,11 @@ def summarize(
             pooled={"seed": POOLED, **pooled},
             limit_win_rate=json_number(mean_over_seeds_win_rate(features.sum(axis=0))),
             limit_win_rate_ci=json_ci(mean_over_seeds_win_rate(boot), level),
+            lc=None
+            if lc_resamples is None
+            else length_controlled(
+                pairs, prompts, seeds, weights[: min(lc_resamples, n_resamples)], level, difficulty
+            ).rounded(),
         )
     return ComparisonSummary(
         name=comparison.name,

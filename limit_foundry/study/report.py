@@ -6,7 +6,7 @@ Figures (written beside report.md under figures/):
 3. paradigms.png: the two paradigms side by side per model (LIMIT's central picture): Gauntlet average
    and preference rate, where a run's preference rate is its mean win rate over the comparisons it takes
    part in, each win rate as Jha et al. 2023 report it (per seed, wins / decisive verdicts; then the mean
-   over seeds).
+   over seeds), with the same rate length-controlled (AlpacaEval 2.0's GLM at equal length) as a marker.
 Plus data provenance (dataset manifests), training settings, judge identity and cost, and stage wall times.
 Every number comes from the stage outputs in STUDY_DIR; nothing is recomputed from models.
 """
@@ -21,6 +21,7 @@ from typing import Any
 from limit_foundry.errors import DataError
 from limit_foundry.eval.report import bar_chart_png, markdown_table
 from limit_foundry.io import atomic_write_bytes, atomic_write_text
+from limit_foundry.judge.length_control import MEANING as LC_MEANING
 from limit_foundry.judge.records import JUDGMENTS
 from limit_foundry.judge.report import render_png
 from limit_foundry.judge.results import load_result_dir
@@ -70,8 +71,11 @@ def load_judge_summaries(study: Path) -> list[ComparisonSummary]:
     return summaries
 
 
-def preference_rates(summaries: list[ComparisonSummary]) -> dict[str, dict[str, Any]]:
-    """Per run: mean LIMIT win rate over its comparisons (B's rate for B, 1 - it for A).
+def preference_rates(
+    summaries: list[ComparisonSummary], length_controlled: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Per run: mean LIMIT win rate over its comparisons (B's rate for B, 1 - it for A); with
+    length_controlled, the mean length-controlled win rate instead.
 
     The CI is the comparison's own when the run takes part in exactly one comparison; a mean over
     several comparisons of the same prompts has no simple interval, so it gets none.
@@ -79,7 +83,10 @@ def preference_rates(summaries: list[ComparisonSummary]) -> dict[str, dict[str, 
     collected: dict[str, list[tuple[float, list[float] | None]]] = {}
     against: dict[str, list[str]] = {}
     for summary in summaries:
-        rate, ci = summary.limit_win_rate, summary.limit_win_rate_ci
+        if length_controlled:
+            rate, ci = summary.lc_win_rate, summary.lc_win_rate_ci
+        else:
+            rate, ci = summary.limit_win_rate, summary.limit_win_rate_ci
         if rate is None:
             continue
         valid = ci if ci and None not in ci else None
@@ -98,8 +105,13 @@ def preference_rates(summaries: list[ComparisonSummary]) -> dict[str, dict[str, 
     }
 
 
-def paradigms_png(gauntlet: dict[str, dict[str, Any]], preference: dict[str, dict[str, Any]]) -> bytes:
-    """Two panels sharing the model axis: Gauntlet average (left) and preference rate (right)."""
+def paradigms_png(
+    gauntlet: dict[str, dict[str, Any]],
+    preference: dict[str, dict[str, Any]],
+    lc_preference: dict[str, dict[str, Any]],
+) -> bytes:
+    """Two panels sharing the model axis: Gauntlet average (left) and preference rate (right, bars), with the
+    length-controlled preference rate as a marker on each bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,6 +132,16 @@ def paradigms_png(gauntlet: dict[str, dict[str, Any]], preference: dict[str, dic
         rate, ci = rates[x], (preference.get(model) or {}).get("ci")
         if rate is not None and ci:
             right.errorbar(x, rate, yerr=[[rate - ci[0]], [ci[1] - rate]], color="black", capsize=4, lw=1)
+    lc_known = [
+        (x, rate)
+        for x, m in enumerate(models)
+        if (rate := (lc_preference.get(m) or {}).get("preference_rate")) is not None
+    ]
+    if lc_known:
+        right.scatter(
+            *zip(*lc_known, strict=True), marker="D", color="black", zorder=3, label="length-controlled"
+        )
+        right.legend(loc="upper right", fontsize=8, frameon=False)
     right.axhline(0.5, color="black", linewidth=0.6, linestyle="--")
     right.set_ylim(0, 1)
     right.set_title("Paradigm 2: judge preference rate")
@@ -153,23 +175,30 @@ def _ci(ci: list[float | None] | None) -> str:
 
 
 def _section_paradigms(
-    gauntlet: dict[str, dict[str, Any]], preference: dict[str, dict[str, Any]]
+    gauntlet: dict[str, dict[str, Any]],
+    preference: dict[str, dict[str, Any]],
+    lc_preference: dict[str, dict[str, Any]],
 ) -> list[str]:
     lines = ["## Both paradigms per model", "", "![paradigms](figures/paradigms.png)", ""]
     lines += [
-        "| model | Gauntlet average | preference rate [95% CI] | judged against |",
-        "|---|---:|---:|---|",
+        "| model | Gauntlet average | preference rate [95% CI] | LC preference rate [95% CI] | judged against |",
+        "|---|---:|---:|---:|---|",
     ]
     for model in dict.fromkeys([*gauntlet, *preference]):
         g, p = gauntlet.get(model) or {}, preference.get(model) or {}
+        lc = lc_preference.get(model) or {}
         average = _fmt(g.get("score")) + ("" if g.get("complete", True) else "* (partial)")
         rate = _fmt(p.get("preference_rate")) + _ci(p.get("ci"))
-        lines.append(f"| {model} | {average} | {rate} | {', '.join(p.get('against', []))} |")
+        lc_rate = _fmt(lc.get("preference_rate")) + _ci(lc.get("ci"))
+        lines.append(f"| {model} | {average} | {rate} | {lc_rate} | {', '.join(p.get('against', []))} |")
     lines += [
         "",
         "Preference rate: the run's win rate as LIMIT reports it (per seed, wins / decisive verdicts; then the "
         "mean over seeds), averaged over the comparisons it takes part in; the CI (bootstrap over prompts) "
-        "is shown for a run in a single comparison.",
+        "is shown for a run in a single comparison. LC preference rate: the same from the length-controlled "
+        "win rates.",
+        "",
+        f"{LC_MEANING}.",
         "",
     ]
     return lines
@@ -179,8 +208,8 @@ def _section_judge(summaries: list[ComparisonSummary]) -> list[str]:
     lines = ["## Paradigm 2: judge preferences", "", "![judge](figures/judge.png)", ""]
     lines += [
         "| comparison | A | B | pairs | A wins | ties | B wins | failed | B win rate, pooled [95% CI] "
-        "| B win rate, LIMIT [95% CI] |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| B win rate, LIMIT [95% CI] | B win rate, LC [95% CI] |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summaries:
         row = s.pooled
@@ -189,12 +218,13 @@ def _section_judge(summaries: list[ComparisonSummary]) -> list[str]:
         lines.append(
             f"| {name} | {s.generator_a} | {s.generator_b} | {row['n_pairs']} | {_count(row['a_wins'])} | "
             f"{_count(row['ties'])} | {_count(row['b_wins'])} | {row['failed_pairs']} | "
-            f"{_fmt(row['win_rate'])}{_ci(row['win_rate_ci'])} | {_fmt(rate)}{_ci(ci)} |"
+            f"{_fmt(row['win_rate'])}{_ci(row['win_rate_ci'])} | {_fmt(rate)}{_ci(ci)} | "
+            f"{_fmt(s.lc_win_rate)}{_ci(s.lc_win_rate_ci)} |"
         )
     partial = [f"{s.name} ({'; '.join(s.notes)})" for s in summaries if s.partial]
     if partial:  # its win rates cover only the pairs judged so far; the planned ones left count as failed
         lines += ["", f"**PARTIAL** judge runs, not finished (rerun the judge stage): {'; '.join(partial)}."]
-    lines += ["", *_judge_identity_lines(summaries)]
+    lines += ["", f"{LC_MEANING}.", "", *_judge_identity_lines(summaries)]
     return [*lines, ""]
 
 
@@ -292,8 +322,9 @@ def build_report(study: Path) -> Path:
     gauntlet = gauntlet_averages(results) if results else {}
     summaries = load_judge_summaries(study)
     preference = preference_rates(summaries)
-    atomic_write_bytes(figures / "paradigms.png", paradigms_png(gauntlet, preference))
-    lines += _section_paradigms(gauntlet, preference)
+    lc_preference = preference_rates(summaries, length_controlled=True)
+    atomic_write_bytes(figures / "paradigms.png", paradigms_png(gauntlet, preference, lc_preference))
+    lines += _section_paradigms(gauntlet, preference, lc_preference)
     lines += ["## Paradigm 1: Eval Gauntlet", ""]
     if results:
         bar_chart_png(results, figures / "gauntlet.png")

@@ -1,4 +1,4 @@
-"""`limit-foundry judge` (and `python -m limit_foundry.judge`): one parser for run, report and calibrate;
+"""`limit-foundry judge` (and `python -m limit_foundry.judge`): one parser for run, report, calibrate and reanalyze;
 clear exit codes."""
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ def _subcommand_help(name: str) -> str:
 
 def test_help_lists_every_subcommand_and_explains_run_options(capsys):
     help_text = build_parser().format_help()
-    assert "{run,report,calibrate}" in help_text
+    assert "{run,report,calibrate,reanalyze}" in help_text
     run_help = _subcommand_help("run")
     for option in ("--a FILE", "--order", "--batch", "--max-cost", "--dry-run", "--cache-dir", "default"):
         assert option in run_help
     assert "--max-failure-rate" in _subcommand_help("report")
     assert "--min-kappa" in _subcommand_help("calibrate")
+    for name in ("report", "reanalyze"):  # the length-controlled win rate's options
+        assert "--lc-resamples" in _subcommand_help(name) and "--instruction-difficulty" in _subcommand_help(
+            name
+        )
+    assert "<comparison>_seed<k>.json" in _subcommand_help("reanalyze")
 
 
 def test_limit_foundry_judge_help(capsys):
@@ -34,7 +39,7 @@ def test_limit_foundry_judge_help(capsys):
         limit_foundry(["judge", "--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: limit-foundry judge") and "{run,report,calibrate}" in out
+    assert out.startswith("usage: limit-foundry judge") and "{run,report,calibrate,reanalyze}" in out
 
 
 def test_python_m_limit_foundry_judge_runs_the_same_command(tmp_path: Path) -> None:
@@ -51,4 +56,4 @@ def test_python_m_limit_foundry_judge_runs_the_same_command(tmp_path: Path) -> N
     help_done = subprocess.run(
         [sys.executable, "-m", "limit_foundry.judge", "--help"], capture_output=True, text=True
     )
-    assert help_done.returncode == 0 and "{run,report,calibrate}" in help_done.stdout
+    assert help_done.returncode == 0 and "{run,report,calibrate,reanalyze}" in help_done.stdout

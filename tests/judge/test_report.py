@@ -137,11 +137,11 @@ def test_outputs_are_reproducible_byte_for_byte(tmp_path):
     outputs = []
     for attempt in range(2):
         out = tmp_path / f"out{attempt}"
-        assert judge_cli(["report", str(run), "--out", str(out)]) == 0
+        assert judge_cli(["report", str(run), "--out", str(out), "--lc-resamples", "20"]) == 0
         outputs.append([(out / name).read_bytes() for name in names])
     assert outputs[0] == outputs[1]
     other = tmp_path / "other_seed"
-    judge_cli(["report", str(run), "--out", str(other), "--rng-seed", "1"])
+    judge_cli(["report", str(run), "--out", str(other), "--rng-seed", "1", "--lc-resamples", "20"])
     first, second = (json.loads((d / "report.json").read_text()) for d in (tmp_path / "out0", other))
     assert _pooled(first)["win_rate"] == _pooled(second)["win_rate"]
     assert _pooled(first)["win_rate_ci"] != _pooled(second)["win_rate_ci"]
@@ -151,7 +151,7 @@ def test_bootstrap_resamples_prompts_with_their_seeds(tmp_path):
     rng = np.random.default_rng(7)
     per_prompt = {f"p{i:02d}": [str(rng.choice(["A", "B", "tie"])) for _ in range(3)] for i in range(20)}
     units = [unit(p, s, "AB", o) for p, outs in per_prompt.items() for s, o in enumerate(outs)]
-    summary = summarize(load_result_dir(write_result_dir(tmp_path / "run", units)), 500, 11, 0.95)
+    summary = summarize(load_result_dir(write_result_dir(tmp_path / "run", units)), 500, 11, 0.95, None)
     # Reference: resample prompt ids with numpy's generator and count every seed of each drawn prompt.
     prompts = sorted(per_prompt)
     draws = np.random.default_rng(11).integers(0, len(prompts), size=(500, len(prompts)))
@@ -207,3 +207,53 @@ def test_several_result_dirs_in_one_report(tmp_path):
     assert [c["partial"] for c in data["comparisons"]] == [False, True]
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert markdown.count("**PARTIAL RUN**") == 1 and "B = model-c vs A = model-a" in markdown
+
+
+RELEASE = Path(__file__).parents[1] / "fixtures" / "limit_release" / "model_responses_evaluated_by_gpt4"
+
+
+def test_report_carries_lc_in_every_format_for_alpaca_eval_files(tmp_path):
+    seeds = sorted(RELEASE.rglob("7b_lima_vs_7b_mix_seed*.json"))
+    out = tmp_path / "out"
+    args = ["report", "--alpaca-eval", *map(str, seeds), "--policy", "limit", "--out", str(out)]
+    assert judge_cli([*args, "--lc-resamples", "20", "--n-resamples", "100"]) == EXIT_OK
+    saved = json.loads((out / "report.json").read_text())
+    single = saved["comparisons"][0]["combinations"]["single"]
+    assert single["lc"]["form"] == "minimal" and single["lc"]["dropped"]["draws"] == 1
+    assert single["lc_win_rate"] == single["lc"]["win_rate"] is not None
+    assert single["lc_win_rate_ci"][0] <= single["lc_win_rate"] <= single["lc_win_rate_ci"][1]
+    assert saved["parameters"]["lc_resamples"] == 20
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert float(rows[-1]["lc_win_rate"]) == single["lc_win_rate"]
+    assert [float(r["lc_win_rate"]) for r in rows[:-1]] == list(single["lc"]["per_seed"].values())
+    markdown = (out / "report.md").read_text()
+    assert "**LIMIT win rate**" in markdown and "**LC " in markdown and "length-controlled" in markdown
+
+
+def test_report_carries_lc_per_combination_for_result_dirs(tmp_path):
+    """Result directories get LC per order combination (the statistics are tested in test_length_control)."""
+    rng = np.random.default_rng(5)
+    units = []
+    for i in range(40):  # a judge swayed by length: B wins more often the longer its answer
+        len_a, len_b = int(rng.integers(50, 500)), int(rng.integers(50, 900))
+        p_b = 1 / (1 + np.exp(-3 * np.tanh((len_b - len_a) / 300)))
+        outcomes = ["B" if rng.random() < p_b else "A" for _ in range(2)]
+        units += [
+            unit(f"p{i:02d}", 0, o, w, len_a=len_a, len_b=len_b)
+            for o, w in zip(("AB", "BA"), outcomes, strict=True)
+        ]
+    run = write_result_dir(tmp_path / "run", units, "both")
+    code, data = _report(tmp_path, str(run), "--lc-resamples", "0", "--no-plot")
+    assert code == EXIT_OK
+    combinations = data["comparisons"][0]["combinations"]
+    assert sorted(combinations) == ["split", "strict"]
+    for combo in combinations.values():
+        assert combo["lc"]["length_weight"] < 0  # AlpacaEval's delta is len(A) - len(B)
+        assert 0 < combo["lc_win_rate"] < 1 and combo["lc"]["per_seed"] == {"0": combo["lc_win_rate"]}
+        assert combo["lc_win_rate_ci"] is None  # --lc-resamples 0: the point value only
+    # split gives fractional votes: its pairs are fitted with their decisive share, weighted
+    assert combinations["split"]["lc"]["fitted_pairs"] == 40
+    rows = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
+    assert [float(r["lc_win_rate"]) for r in rows] == [
+        combinations[r["combination"]]["lc_win_rate"] for r in rows
+    ]

@@ -42,5 +42,35 @@ def test_as_json_keeps_report_json_layout(tmp_path):
         "unit_failures", "partial", "sources", "meta", "anomalies", "notes", "combinations",
     ]  # fmt: skip
     single = data["combinations"]["single"]
-    assert list(single) == ["rows", "limit_win_rate", "limit_win_rate_ci"]
+    assert list(single) == [
+        "rows",
+        "limit_win_rate",
+        "limit_win_rate_ci",
+        "lc_win_rate",
+        "lc_win_rate_ci",
+        "lc",
+    ]
     assert single["rows"][-1] == summary.pooled and single["limit_win_rate"] == pytest.approx(2 / 3)
+    # three pairs are too few for the length-controlled GLM: no LC, and the note says why
+    assert single["lc_win_rate"] is None and single["lc"]["per_seed"] == {"0": None}
+    assert "fewer than" in single["lc"]["notes"][0]
+
+
+def test_length_controlled_fields_per_combination_and_headline(tmp_path):
+    # 12 prompts, B wins the six where its answer is longer plus two more: enough pairs for the GLM
+    lengths = [(100, 300 + 10 * i) if i < 6 else (300 + 10 * i, 100) for i in range(12)]
+    outcomes = ["B"] * 6 + ["B", "B"] + ["A"] * 4
+    units = [
+        unit(f"p{i:02d}", 0, "AB", o, len_a=a, len_b=b)
+        for i, (o, (a, b)) in enumerate(zip(outcomes, lengths, strict=True))
+    ]
+    comparison = load_result_dir(write_result_dir(tmp_path / "run", units))
+    summary = summarize(comparison, n_resamples=40, lc_resamples=10)
+    lc = summary.headline.lc
+    assert lc is not None and lc.form == "minimal" and lc.fitted_pairs == 12
+    assert summary.lc_win_rate == lc.win_rate == lc.per_seed["0"] == round(lc.win_rate, 6)
+    assert summary.lc_win_rate_ci == lc.ci and len(lc.ci) == 2
+    assert lc.length_weight < 0  # B won where it was longer
+    assert summary.as_json()["combinations"]["single"]["lc"] == lc.as_json()
+    no_lc = summarize(comparison, n_resamples=40, lc_resamples=None).headline
+    assert no_lc.lc is None and no_lc.lc_win_rate is None and no_lc.as_json()["lc"] is None

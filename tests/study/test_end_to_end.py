@@ -141,8 +141,16 @@ def test_report_numbers_match_stage_outputs(study: dict) -> None:
         preference = win_rate if model["model_id"] == "instruct" else 1 - win_rate
         cells = [c.strip() for c in lines[model["model_id"]].split("|")]
         assert cells[2].startswith(f"{average:.3f}") and cells[3].startswith(f"{preference:.3f} [")
+        lc = summary.lc_win_rate  # length-controlled, beside the raw rate
+        lc_preference = "n/a" if lc is None else f"{lc if model['model_id'] == 'instruct' else 1 - lc:.3f}"
+        assert cells[4].startswith(lc_preference)
     judge = report.split("## Paradigm 2", 1)[1]
     assert "| lima_vs_instruct/lima_test | lima | instruct | 60 |" in judge and f"{win_rate:.3f}" in judge
+    judge_row = next(line for line in judge.splitlines() if line.startswith("| lima_vs_instruct/lima_test"))
+    lc_ci = summary.lc_win_rate_ci
+    lc_cell = "n/a" if lc is None else f"{lc:.3f}" + (f" [{lc_ci[0]:.3f}, {lc_ci[1]:.3f}]" if lc_ci else "")
+    assert judge_row.endswith(f"| {lc_cell} |")
+    assert "length-controlled win rate (AlpacaEval 2.0)" in report
     for manifest in (out / "data").glob("*/manifest.json"):
         assert json.loads(manifest.read_text())["content_sha256"][:16] in report
     assert "fake-judge" in report and "test-key-not-real" not in report

@@ -12,17 +12,20 @@ from pathlib import Path
 import pytest
 
 from limit_foundry.cli.report import main
+from limit_foundry.judge.length_control import LengthControlled
 from limit_foundry.judge.summary import CombinationSummary, ComparisonSummary
 from limit_foundry.study.report import build_report, preference_rates
 
 
-def summary(a: str, b: str, win_rate: float | None, ci: list[float] | None = None) -> ComparisonSummary:
+def summary(
+    a: str, b: str, win_rate: float | None, ci: list[float] | None = None, lc: LengthControlled | None = None
+) -> ComparisonSummary:
     """A judge summary with the fields the study report reads."""
     pooled = {
         "seed": "pooled",
         "win_rate": 0.99,
     }  # pooled over seeds: not LIMIT's statistic, must not be used
-    combination = CombinationSummary({}, pooled, limit_win_rate=win_rate, limit_win_rate_ci=ci)
+    combination = CombinationSummary({}, pooled, limit_win_rate=win_rate, limit_win_rate_ci=ci, lc=lc)
     return ComparisonSummary(
         name=f"{a}_vs_{b}/lima_test",
         generator_a=a,
@@ -54,6 +57,23 @@ def test_preference_rate_is_the_mean_limit_win_rate_over_a_runs_comparisons() ->
     assert rates["lima"] == {"preference_rate": (0.75 + 0.5) / 2, "ci": None, "against": ["instruct", "mix"]}
     assert "x" not in rates  # no decisive verdicts: no rate rather than a made-up one
     assert preference_rates([summary("lima", "mix", 0.25, [0.125, 0.375])])["lima"]["ci"] == [0.625, 0.875]
+
+
+def lc(win_rate: float | None, ci: list[float] | None = None) -> LengthControlled:
+    return LengthControlled("minimal", win_rate, ci, {"0": win_rate}, -1.0, 100, {}, [])
+
+
+def test_lc_preference_rate_is_the_same_mean_over_length_controlled_win_rates() -> None:
+    summaries = [
+        summary("lima", "instruct", 0.25, [0.125, 0.375], lc(0.5, [0.375, 0.625])),
+        summary("lima", "mix", 0.5, [0.25, 0.75], lc(0.75)),
+        summary("lima", "x", 0.5, [0.25, 0.75]),  # LC not computed: no LC rate rather than a made-up one
+    ]
+    rates = preference_rates(summaries, length_controlled=True)
+    assert rates["instruct"] == {"preference_rate": 0.5, "ci": [0.375, 0.625], "against": ["lima"]}
+    assert rates["lima"] == {"preference_rate": (0.5 + 0.25) / 2, "ci": None, "against": ["instruct", "mix"]}
+    assert "x" not in rates
+    assert preference_rates(summaries)["instruct"]["preference_rate"] == 0.25  # LIMIT's rate by default
 
 
 def test_partial_study_says_what_is_missing(tmp_path: Path) -> None:
