@@ -144,7 +144,7 @@ def test_the_30b_run_uses_the_30b_throughput() -> None:
 
 
 def test_a_built_datasets_manifest_counts_rows_and_tokens(tmp_path: Path) -> None:
-    dataset = tmp_path / "data" / "instruct_v1_5k_lima"
+    dataset = tmp_path / "data" / "paper_instruct_v1_5k_lima"  # the paper configs train on the released data
     dataset.mkdir(parents=True)
     manifest = {
         "splits": {"train": {"rows": 5_990}},
@@ -387,7 +387,7 @@ def test_the_study_refuses_a_platform_run_that_would_fail_before_any_stage(
 
 
 def test_a_packed_config_counts_packed_steps(tmp_path: Path) -> None:
-    dataset = tmp_path / "data" / "instruct_v1_5k_lima"
+    dataset = tmp_path / "data" / "paper_instruct_v1_5k_lima"  # the paper configs train on the released data
     dataset.mkdir(parents=True)
     manifest = {
         "splits": {"train": {"rows": 6_000}},
