@@ -220,7 +220,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             try:
                 line = decode_line(raw, number)
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from err
             if not line.strip():
                 continue
             try:

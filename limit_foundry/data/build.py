@@ -354,11 +354,12 @@ def build_datasets(options: DatasetsOptions) -> DatasetsResult:
     """Build every recipe (each source read once), printing one status line per dataset.
 
     A recipe that fails is reported on stderr and the others still build; bad recipe text raises
-    RecipeError before anything is read. With `options.overlap`, the datasets built are then checked
+    RecipeError before anything is read, and so does a tokenizer that does not load. With `options.overlap`, the datasets built are then checked
     against the evaluation prompt sets.
     """
     recipes = expand_recipes(options.recipes)
     cache = SourceCache(options.build, progress=options.progress)
+    _ = cache.tokenizer  # a tokenizer that does not load is every recipe's problem: stop before the first
     built: list[BuildResult] = []
     failed: dict[str, str] = {}
     for recipe in recipes:

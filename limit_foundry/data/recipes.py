@@ -184,7 +184,5 @@ def term_counts(recipe: Recipe, available: dict[str, int], where: dict[str, str]
                 f"{available[term.source]} valid rows exist{origin}"
             )
         if n == 0:
-            raise RecipeError(
-                f"recipe {recipe.name!r}: source {term.source!r} has no valid rows{origin}"
-            )
+            raise RecipeError(f"recipe {recipe.name!r}: source {term.source!r} has no valid rows{origin}")
     return counts
