@@ -6,16 +6,21 @@ differs; `compose_config` merges the chain (dicts deep-merged, lists and scalars
 applies `key=value` overrides. The result is what LLM Foundry receives: `limit-foundry config show
 yamls/<run>.yaml` prints it.
 
-This is the bottom layer: `validate_config` runs LLM Foundry's validation and the model path check.
-The data loader's own checks (datasets built, packing safe) belong to the data layer, which composes
-both in `limit_foundry.data.dataloader.validate_training_config`.
+This is the bottom layer: `validate_config` runs LLM Foundry's validation, after checking the types of
+the top-level values (LLM Foundry computes with them first). The data loader's checks (datasets built,
+packing safe) belong to the data layer (`limit_foundry.data.dataloader.validate_training_config`), the
+`model:` section's keys and checkpoint to the models layer (`limit_foundry.models.validation`); a
+training run (`limit-foundry train`, `config validate`) runs all three.
 """
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from limit_foundry.errors import ConfigError
@@ -26,9 +31,18 @@ INHERIT_KEY = "inherit"
 def _load_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.MarkedYAMLError as err:  # syntax errors carry the line and column (0-based)
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({err.problem or err.context})") from err
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    if not cfg:
+        raise ConfigError(f"{path}: the file holds no settings (empty YAML)")
     return cfg
 
 
@@ -79,18 +93,18 @@ def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
     return container
 
 
-def validate_config(cfg: DictConfig, check_paths: bool = True) -> dict[str, Any]:
-    """Run LLM Foundry's own config validation, plus the model path check it leaves to training time.
+def validate_config(cfg: DictConfig) -> dict[str, Any]:
+    """Run LLM Foundry's own config validation after checking the value types it takes for granted.
 
-    Raises ConfigError (unknown keys, unresolved values, a model directory that is not a checkpoint)
-    before anything is written; returns the resolved config as a plain dict. Training also needs the
-    data loader's checks: call `limit_foundry.data.dataloader.validate_training_config`, which runs both.
+    Raises ConfigError (unknown top-level keys, wrong-typed or unresolved values) before anything is
+    written; returns the resolved config as a plain dict.
     """
     from llmfoundry.command_utils.train import TRAIN_CONFIG_KEYS, TrainConfig
     from llmfoundry.command_utils.train import validate_config as foundry_validate
     from llmfoundry.utils.config_utils import make_dataclass_and_log_config
 
     resolved = resolved_dict(cfg)
+    check_value_types(resolved, TrainConfig)
     try:
         _, train_cfg = make_dataclass_and_log_config(
             OmegaConf.create(resolved), TrainConfig, TRAIN_CONFIG_KEYS, transforms="all"
@@ -98,21 +112,44 @@ def validate_config(cfg: DictConfig, check_paths: bool = True) -> dict[str, Any]
         foundry_validate(train_cfg)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from err
-    _check_model(resolved.get("model", {}), check_paths)
     return resolved
 
 
-def _check_model(model: dict[str, Any], check_paths: bool) -> None:
-    if model.get("name") != "limit_hf_mpt" or not check_paths:
-        return
-    source = str(model.get("pretrained_model_name_or_path", ""))
-    local = Path(source).expanduser()
-    looks_local = source.startswith((".", "/", "~")) or local.exists()
-    if looks_local and not (local / "config.json").is_file():
-        raise ConfigError(
-            f"model.pretrained_model_name_or_path: {source} is not an MPT checkpoint directory "
-            "(no config.json)"
-        )
+_SCALARS = (bool, int, float, str)
+
+
+def _accepted_types(annotation: Any) -> tuple[type, ...] | None:
+    """The scalar types a dataclass field accepts (None also, when Optional); None when not only scalars."""
+    members = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    if all(m in _SCALARS or m is type(None) for m in members):
+        return members
+    return None
+
+
+def _type_ok(value: Any, accepted: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # YAML `true` is not a number
+        return bool in accepted
+    if isinstance(value, int) and float in accepted:
+        return True
+    return isinstance(value, accepted)
+
+
+def check_value_types(resolved: dict[str, Any], config_class: type) -> None:
+    """Top-level scalar values against the types of LLM Foundry's config dataclass, naming the key.
+
+    LLM Foundry 0.22 computes with the values before checking them, so `global_train_batch_size: "eight"`
+    otherwise fails with an unrelated Python error.
+    """
+    hints = typing.get_type_hints(config_class)
+    for key, value in resolved.items():
+        accepted = _accepted_types(hints[key]) if key in hints else None
+        if accepted is not None and not _type_ok(value, accepted):
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
+            raise ConfigError(f"{key}: expected {wanted}, got {type(value).__name__} {value!r}")
 
 
 if __name__ == "__main__":  # `python -m limit_foundry.config`: the same as `limit-foundry config`

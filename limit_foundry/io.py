@@ -3,13 +3,17 @@
 Two rules keep a killed run from corrupting results: whole files are written to a temporary
 sibling and renamed into place (atomic on POSIX), and logs of paid work are append-only JSONL,
 flushed per record, whose torn last line (a kill mid-write) is ignored on read and counted.
+What lands in place gets the modes the user's umask gives any new file (results are meant to be
+shared with collaborators), although the temporary files behind it are created private.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +21,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+TMP_DIR_INFIX = ".tmp-"  # `.<name>.tmp-XXXX`: a directory being built by atomic_directory
+
+
+def current_umask() -> int:
+    """The process umask, read from /proc where Linux reports it: setting it to read it back races with threads."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -28,6 +46,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # mkstemp creates 0600
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -45,29 +64,75 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 @contextlib.contextmanager
+def _flock(directory: Path, blocking: bool) -> Iterator[bool]:
+    """An exclusive flock on a directory while the block runs: True when held, False when another
+    process holds it or the filesystem cannot lock directories (then nobody may assume it is free)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def remove_stale_tmp_dirs(path: str | os.PathLike) -> list[Path]:
+    """Remove the `.<name>.tmp-*` siblings of `path` that no living process is building.
+
+    atomic_directory keeps an flock on its temporary directory for as long as it builds; the kernel drops
+    it when the process ends, even by kill -9. A directory whose lock can be taken is therefore abandoned;
+    one whose lock is held, or cannot be tried (a filesystem without flock), is left alone. Call it with
+    the parent's lock held (as atomic_directory does), so no directory is seen between its creation and
+    its locking.
+    """
+    path = Path(path)
+    removed = []
+    for candidate in sorted(path.parent.glob(f".{path.name}{TMP_DIR_INFIX}*")):
+        if not candidate.is_dir() or candidate.is_symlink():
+            continue
+        with _flock(candidate, blocking=False) as abandoned:
+            if abandoned:
+                shutil.rmtree(candidate, ignore_errors=True)
+                removed.append(candidate)
+    for candidate in removed:
+        log.warning("removed %s, left behind by an interrupted build of %s", candidate, path)
+    return removed
+
+
+@contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes `path` only if the block finishes.
 
-    A build killed half-way leaves a hidden `.<name>.tmp-*` sibling, never a directory at
-    `path` that looks complete.
+    A build killed half-way leaves a hidden `.<name>.tmp-*` sibling, never a directory at `path` that
+    looks complete; the next build of the same path removes such leftovers (remove_stale_tmp_dirs).
+    The finished directory gets the umask's usual mode (the temporary one is created 0700).
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (pass overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with contextlib.ExitStack() as held:
+        with _flock(path.parent, blocking=True) as parent_locked:
+            if parent_locked:
+                remove_stale_tmp_dirs(path)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_DIR_INFIX}", dir=path.parent))
+            held.enter_context(_flock(tmp, blocking=True))  # released when this build ends, however
+        try:
+            yield tmp
+            tmp.chmod(0o777 & ~current_umask())
+            if path.exists():
+                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 class JsonlAppender:
@@ -137,13 +202,27 @@ def read_jsonl_log(path: str | os.PathLike) -> JsonlReadResult:
     return result
 
 
+def decode_line(raw: bytes, number: int) -> str:
+    """One line of a user's UTF-8 text file; a byte-order mark on line 1 (as some editors write) is dropped.
+
+    Raises UnicodeDecodeError for bytes that are not UTF-8; callers name the file and line.
+    """
+    return raw.decode("utf-8-sig" if number == 1 else "utf-8")
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object) for a user-supplied JSONL file; blank lines skipped.
 
-    A line that is not JSON raises ValueError naming the file and line.
+    A line that is not UTF-8 or not JSON raises ValueError naming the file and line.
     """
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = decode_line(raw, number)
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from err
             if not line.strip():
                 continue
             try:

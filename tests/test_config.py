@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from limit_foundry.cli.config import main
 from limit_foundry.config import ConfigError, compose_config, resolved_dict, validate_config
+from limit_foundry.models.validation import check_model_keys, check_model_section
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER_RUNS = {
@@ -113,7 +115,7 @@ def test_paper_config_passes_llm_foundry_validation(run: str, tiny_hub_mpt_dir: 
         REPO / "yamls" / f"{run}.yaml",
         [f"model.pretrained_model_name_or_path={tiny_hub_mpt_dir}", "model.init_device=cpu"],
     )
-    resolved = validate_config(cfg, check_paths=False)
+    resolved = validate_config(cfg)
     model_cfg = dict(resolved["model"])
     model = build_composer_model(model_cfg.pop("name"), model_cfg, load_tiny_tokenizer())
     assert model.model.config.attn_config["attn_impl"] == "torch"
@@ -123,15 +125,74 @@ def test_unknown_top_level_key_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"inherit: {REPO / 'yamls' / 'mpt7b_lima.yaml'}\nlearning_rate_typo: 3\n")
     with pytest.raises(ConfigError, match="learning_rate_typo"):
-        validate_config(compose_config(bad), check_paths=False)
+        validate_config(compose_config(bad))
 
 
 def test_missing_model_directory_is_named(tmp_path: Path) -> None:
-    cfg = compose_config(
-        REPO / "yamls" / "mpt7b_lima.yaml", [f"model.pretrained_model_name_or_path={tmp_path}"]
+    resolved = resolved_dict(
+        compose_config(
+            REPO / "yamls" / "mpt7b_lima.yaml", [f"model.pretrained_model_name_or_path={tmp_path}"]
+        )
     )
     with pytest.raises(ConfigError, match="not an MPT checkpoint directory"):
+        check_model_section(resolved["model"])
+    resolved["model"]["pretrained_model_name_or_path"] = str(tmp_path / "absent")
+    with pytest.raises(ConfigError, match="absent: the checkpoint directory does not exist"):
+        check_model_section(resolved["model"])
+
+
+@pytest.mark.parametrize(
+    ("run", "override", "named", "suggested"),
+    [
+        ("tiny/mix", "model.n_layrs=3", "model.n_layrs", "n_layers"),
+        (
+            "tiny/mix",
+            "model.attn_config.alibi_bias_mx=8",
+            "model.attn_config.alibi_bias_mx",
+            "alibi_bias_max",
+        ),
+        ("mpt7b_lima", "model.attn_imp=torch", "model.attn_imp", "attn_impl"),
+        ("mpt7b_lima", "model.config_overrides.n_layrs=3", "model.config_overrides.n_layrs", "n_layers"),
+        (
+            "demo/lima",
+            "model.use_flash_attention=false",
+            "model.use_flash_attention",
+            "use_flash_attention_2",
+        ),
+    ],
+)
+def test_a_typo_in_a_model_key_is_named_with_the_closest_key(
+    run: str, override: str, named: str, suggested: str
+) -> None:
+    resolved = resolved_dict(
+        compose_config(REPO / "yamls" / f"{run}.yaml", [override, "variables.base_model=m"])
+    )
+    with pytest.raises(ConfigError, match=rf"^{named}: not a setting of model .*did you mean '{suggested}'"):
+        check_model_keys(resolved["model"])
+
+
+def test_every_shipped_config_uses_known_model_keys() -> None:
+    for path in sorted(REPO.glob("yamls/*.yaml")) + sorted(REPO.glob("yamls/[bdt]*/*.yaml")):
+        cfg = compose_config(path)
+        if "model" in cfg:  # the keys matter, not the values: interpolations stay unresolved
+            check_model_keys(OmegaConf.to_container(cfg["model"]))
+
+
+def test_a_wrong_typed_value_names_its_key() -> None:
+    cfg = compose_config(REPO / "yamls" / "tiny" / "mix.yaml", ["global_train_batch_size=eight"])
+    with pytest.raises(ConfigError, match=r"^global_train_batch_size: expected int or null, got str 'eight'"):
         validate_config(cfg)
+
+
+def test_yaml_syntax_errors_and_empty_files_are_named_with_the_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  name: mpt_causal_lm\n  d_model: [64\nseed: 17\n")
+    with pytest.raises(ConfigError, match=rf"^{broken}:4:\d+: not valid YAML"):
+        compose_config(broken)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=rf"^{empty}: the file holds no settings"):
+        compose_config(empty)
 
 
 def test_inheritance_cycle_and_missing_parent(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import argparse
 import sys
 
 from limit_foundry.cli.common import run_command
+from limit_foundry.cli.train import validated_config
 from limit_foundry.config import compose_config, resolved_dict, to_yaml
-from limit_foundry.data.dataloader import validate_training_config
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -45,13 +45,13 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry config") -> i
     args = build_parser(prog).parse_args(argv)
 
     def show_or_validate() -> None:
-        cfg = compose_config(args.config, args.overrides)
         if args.command == "show":
+            cfg = compose_config(args.config, args.overrides)
             if not args.no_resolve:
                 resolved_dict(cfg)  # fail with the key named rather than print a broken config
             sys.stdout.write(to_yaml(cfg, resolve=not args.no_resolve))
         else:
-            validate_training_config(cfg, check_paths=not args.no_path_checks)
+            validated_config(args.config, args.overrides, check_paths=not args.no_path_checks)
             print(f"{args.config}: valid")
 
     return run_command(show_or_validate)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -256,15 +255,6 @@ def _tokenizer_entry(cache: SourceCache, token_stats: dict) -> dict[str, Any] | 
     }
 
 
-def _readable(directory: Path) -> None:
-    """Temporary files are private (0700/0600); a finished dataset gets the umask's usual modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    directory.chmod(0o777 & ~umask)
-    for path in directory.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
 def build_recipe(
     recipe: Recipe | str,
     out_root: str | Path,
@@ -323,7 +313,6 @@ def build_recipe(
             "git_commit": git_commit(),
         }
         atomic_write_json(tmp / mds.MANIFEST, manifest)
-        _readable(tmp)
     log.info("built %s: %d rows (%s)", target, len(rows), manifest["content_sha256"][:12])
     return BuildResult(target, manifest, "built")
 
@@ -365,11 +354,12 @@ def build_datasets(options: DatasetsOptions) -> DatasetsResult:
     """Build every recipe (each source read once), printing one status line per dataset.
 
     A recipe that fails is reported on stderr and the others still build; bad recipe text raises
-    RecipeError before anything is read. With `options.overlap`, the datasets built are then checked
+    RecipeError before anything is read, and so does a tokenizer that does not load. With `options.overlap`, the datasets built are then checked
     against the evaluation prompt sets.
     """
     recipes = expand_recipes(options.recipes)
     cache = SourceCache(options.build, progress=options.progress)
+    _ = cache.tokenizer  # a tokenizer that does not load is every recipe's problem: stop before the first
     built: list[BuildResult] = []
     failed: dict[str, str] = {}
     for recipe in recipes:

@@ -305,11 +305,12 @@ def validate_train_loader(cfg: dict[str, Any], check_paths: bool = True) -> None
 
 
 def validate_training_config(cfg: DictConfig, check_paths: bool = True) -> dict[str, Any]:
-    """Everything a training run checks before it writes anything; returns the resolved config.
+    """The config and data checks of a training run, before it writes anything; returns the resolved config.
 
-    LLM Foundry's own validation and the model path check (`limit_foundry.config.validate_config`),
-    then this package's data loader and packing checks. Raises ConfigError naming the key or path.
+    LLM Foundry's own validation (`limit_foundry.config.validate_config`), then this package's data loader
+    and packing checks. Raises ConfigError naming the key or path. The model section is checked by
+    `limit_foundry.models.validation`, in the models layer.
     """
-    resolved = validate_config(cfg, check_paths)
+    resolved = validate_config(cfg)
     validate_train_loader(resolved, check_paths)
     return resolved

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from limit_foundry.errors import DataError, LimitFoundryError, ServiceUnreachableError
-from limit_foundry.io import sha256_tree
+from limit_foundry.io import decode_line, sha256_tree
 
 DATA_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
 
@@ -34,7 +34,7 @@ class RawRecord(NamedTuple):
 
     where: str
     data: Any
-    error: str | None = None  # "not_json" when the line could not be parsed
+    error: str | None = None  # "not_utf8" or "not_json" when the line could not be read
 
 
 def _data_suffix(path: Path) -> str | None:
@@ -77,12 +77,18 @@ def local_fingerprint(files: list[Path]) -> str:
 
 
 def _iter_json_lines(path: Path) -> Iterator[RawRecord]:
+    """Each line decoded on its own, so a line that is not UTF-8 is one bad row, not an unreadable file."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with opener(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = decode_line(raw, number)
+            except UnicodeDecodeError:
+                yield RawRecord(where, None, "not_utf8")
+                continue
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 yield RawRecord(where, json.loads(line))
             except json.JSONDecodeError:

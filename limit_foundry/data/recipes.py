@@ -190,14 +190,12 @@ def term_counts(recipe: Recipe, available: dict[str, int], where: dict[str, str]
     else:
         counts = [available[t.source] if t.amount == ALL else int(t.amount) for t in recipe.terms]
     for term, n in zip(recipe.terms, counts, strict=True):
+        origin = f" ({where[term.source]})" if term.source in where else ""
         if n > available[term.source]:
-            origin = f" ({where[term.source]})" if term.source in where else ""
             raise RecipeError(
                 f"recipe {recipe.name!r} asks for {n} rows of {term.source!r} but only "
                 f"{available[term.source]} valid rows exist{origin}"
             )
         if n == 0:
-            raise RecipeError(
-                f"recipe {recipe.name!r}: source {term.source!r} has no valid rows{where.get(term.source, '')}"
-            )
+            raise RecipeError(f"recipe {recipe.name!r}: source {term.source!r} has no valid rows{origin}")
     return counts

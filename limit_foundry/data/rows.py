@@ -23,6 +23,7 @@ EXAMPLES_PER_REASON = 5
 
 # Why a row can be rejected; the manifest uses these names.
 BAD_ROW_REASONS = {
+    "not_utf8": "the line is not UTF-8 text",
     "not_json": "the line is not valid JSON",
     "not_object": "the record is not a JSON object",
     "missing_prompt": "no prompt field",

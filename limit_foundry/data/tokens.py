@@ -10,23 +10,39 @@ here it is counted or refused up front. Lengths count the EOS token the collator
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from limit_foundry.errors import ModelLoadError
 from limit_foundry.io import sha256_bytes, stable_json_hash
 
 TokenizedExample = dict[str, list[dict[str, list[int]]]]
 
 
 def load_tokenizer(name_or_path: str, max_seq_len: int | None = None):
-    """The tokenizer a training run would build from `tokenizer.name` (AutoTokenizer, right padding)."""
+    """The tokenizer a training run would build from `tokenizer.name` (AutoTokenizer, right padding).
+
+    A path that does not exist is named as such, not reported as a malformed hub id.
+    """
+    from huggingface_hub.errors import HFValidationError
     from transformers import AutoTokenizer
 
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise ModelLoadError(f"tokenizer {name_or_path}: the directory does not exist")
     kwargs: dict[str, Any] = {"padding_side": "right"}
     if max_seq_len:
         kwargs["model_max_length"] = max_seq_len
-    return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except HFValidationError as err:
+        raise ModelLoadError(
+            f"tokenizer {name_or_path}: the directory does not exist (nor is it a Hugging Face hub id)"
+        ) from err
+    except OSError as err:  # transformers' message says what it tried (local files, the hub)
+        raise ModelLoadError(f"tokenizer {name_or_path}: cannot be loaded ({err})") from err
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -27,7 +27,7 @@ from limit_foundry.models.checkpoints import (
     composer_model_sections,
     identify_checkpoint,
 )
-from limit_foundry.models.weights import index_shards
+from limit_foundry.models.weights import check_weight_files
 
 MAX_SEQ_LEN_CAP = 2048  # MPT-7B's context, the max_seq_len of the LIMIT 7B runs (Jha et al. 2023)
 _WEIGHT_FILES = (
@@ -99,41 +99,12 @@ def check_checkpoint(entry: ModelEntry) -> None:
         return  # a hub id: fetched (and checked) by transformers when loading
     if not any((path / name).is_file() for name in _WEIGHT_FILES):
         raise ModelLoadError(f"{where}: no weights ({', '.join(_WEIGHT_FILES)})")
-    for name in _WEIGHT_FILES:
-        if (path / name).is_file():
-            for weights in _weight_shards(path / name, where):
-                _check_weight_file(weights, where)
-    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
-        raise ModelLoadError(f"{where}: no tokenizer files in the directory")
-
-
-def _weight_shards(path: Path, where: str) -> list[Path]:
-    """The weight files behind `path`: itself, or the shards a `*.index.json` names (all must exist)."""
-    if not path.name.endswith(".index.json"):
-        return [path]
     try:
-        return index_shards(path)
+        check_weight_files(path)
     except ModelLoadError as err:
         raise ModelLoadError(f"{where}: {err}") from err
-
-
-def _check_weight_file(path: Path, where: str) -> None:
-    """Read a weight file's header, not its tensors: a truncated or foreign file fails before any loading."""
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), "np") as handle:  # numpy: the check needs no torch import
-                handle.keys()
-        except (SafetensorError, OSError) as err:
-            raise ModelLoadError(f"{where}: {path}: unreadable safetensors file ({err})") from err
-    else:  # torch.save: a zip archive, or a pickle (protocol 2+ starts with 0x80) from torch < 1.6
-        with open(path, "rb") as f:
-            pickled = f.read(1) == b"\x80"
-        if not (pickled or zipfile.is_zipfile(path)):
-            raise ModelLoadError(
-                f"{where}: {path}: not a torch checkpoint (neither a zip archive nor a pickle)"
-            )
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(f"{where}: no tokenizer files in the directory")
 
 
 def composer_sections(spec: CheckpointSpec) -> tuple[dict[str, Any], dict[str, Any]]:

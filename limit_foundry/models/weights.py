@@ -4,6 +4,8 @@
   hub's failures are told apart by `huggingface_hub`'s exception types (gated, missing repository, missing
   revision, offline) and each gets a message that says what to do.
 - `weight_files` / `index_shards`: the weight files of a transformers-layout directory, single or sharded.
+- `check_weight_files`: those files' headers read (not their tensors), so a truncated or foreign file is
+  named in a second, before a model is built; training, generation and the Gauntlet share it.
 - `load_weights_shard_by_shard`: copies one file's tensors at a time into a built model, so peak memory is
   the model plus one shard (not two copies of the model), and checks that every model key was filled once.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +100,31 @@ def weight_files(checkpoint_dir: Path) -> list[Path]:
     raise ModelLoadError(
         f"{checkpoint_dir}: no weights (model.safetensors, pytorch_model.bin or a sharded index)"
     )
+
+
+def check_weight_header(file: Path) -> None:
+    """Read a weight file's header, not its tensors: a truncated or foreign file fails before any loading."""
+    if file.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(file), "np") as handle:  # numpy: the check needs no torch import
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            raise ModelLoadError(f"{file}: unreadable safetensors file ({err})") from err
+        return
+    with open(file, "rb") as f:  # torch.save: a zip archive, or a pickle (protocol 2+ starts with 0x80)
+        pickled = f.read(1) == b"\x80"
+    if not (pickled or zipfile.is_zipfile(file)):
+        raise ModelLoadError(f"{file}: not a torch checkpoint (neither a zip archive nor a pickle)")
+
+
+def check_weight_files(checkpoint_dir: Path) -> list[Path]:
+    """The directory's weight files (as `weight_files`), each with a readable header."""
+    files = weight_files(checkpoint_dir)
+    for file in files:
+        check_weight_header(file)
+    return files
 
 
 def read_weight_file(file: Path) -> dict[str, Any]:

@@ -52,3 +52,32 @@ def test_python_m_limit_foundry_config_still_works() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "data_root: /mnt/d" in result.stdout and "inherit" not in result.stdout
+
+
+def test_a_truncated_checkpoint_is_named_by_config_validate(
+    tmp_path: Path, tiny_hub_mpt_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    checkpoint = Path(shutil.copytree(tiny_hub_mpt_dir, tmp_path / "ckpt"))
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    args = [f"variables.data_root={tmp_path}", f"model.pretrained_model_name_or_path={checkpoint}"]
+    assert main(["config", "validate", str(REPO / "yamls" / "mpt7b_lima.yaml"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{weights}: unreadable safetensors file" in err
+
+
+def test_a_model_key_typo_and_a_yaml_syntax_error_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [f"variables.data_root={tmp_path}", "model.n_layrs=3"]
+    assert main(["config", "validate", "--no-path-checks", str(TINY_MIX), *args]) == 2
+    assert (
+        "model.n_layrs: not a setting of model 'mpt_causal_lm' (did you mean 'n_layers'?)"
+        in capsys.readouterr().err
+    )
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("inherit: x.yaml\nmodel: {name: a\n")
+    assert main(["config", "validate", str(broken)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {broken}:3:1: not valid YAML")

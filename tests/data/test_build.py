@@ -105,6 +105,29 @@ def test_skipped_bad_rows_are_counted_in_the_manifest(tmp_path: Path, bad_rows_d
     assert m["rows_dropped"] == 7
 
 
+def test_non_utf8_lines_are_bad_rows_named_by_line_and_a_bom_is_accepted(tmp_path: Path, make_v1_row) -> None:
+    source = tmp_path / "src" / "instruct_v1.jsonl"
+    source.parent.mkdir()
+    lines = [json.dumps(make_v1_row(i)).encode() for i in range(4)]
+    lines[0] = b"\xef\xbb\xbf" + lines[0]  # an editor's byte-order mark on line 1
+    lines[2] = lines[2].replace(b"Topic", b"Caf\xe9")  # Latin-1, not UTF-8
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    options = BuildOptions(source_paths={"instruct_v1": str(source)})
+    with pytest.raises(BadRowError, match=r"instruct_v1.jsonl:3: bad row: the line is not UTF-8 text"):
+        build_recipe("instruct_v1:all", tmp_path / "data", options)
+    options.on_bad_row = "skip"
+    m = build_recipe("instruct_v1:all", tmp_path / "data", options).manifest
+    assert m["splits"]["train"]["rows"] == 3
+    assert m["dropped"] == {"instruct_v1": {"not_utf8": {"count": 1, "first": [f"{source}:3"]}}}
+
+
+def test_a_source_without_valid_rows_is_named_with_its_path(tmp_path: Path, write_jsonl) -> None:
+    source = write_jsonl(tmp_path / "empty.jsonl", ["not json"])
+    options = BuildOptions(on_bad_row="skip", source_paths={"instruct_v1": str(source)})
+    with pytest.raises(RecipeError, match=r"source 'instruct_v1' has no valid rows \(.*empty.jsonl\)"):
+        build_recipe("instruct_v1:all", tmp_path / "data", options)
+
+
 def test_too_many_rows_fail_clearly_and_write_nothing(tmp_path: Path, sources: dict[str, str]) -> None:
     with pytest.raises(
         RecipeError, match=r"asks for 5000 rows of 'instruct_v1' but only 40 valid rows exist"
@@ -214,3 +237,4 @@ build_recipe("lima:all", {str(tmp_path / "data")!r}, BuildOptions(source_paths={
     assert len(left) == 1 and left[0].startswith(".lima-all.tmp-")  # hidden, never at the dataset's path
     assert not (tmp_path / "data" / "lima-all").exists()
     assert build_recipe("lima:all", tmp_path / "data", BuildOptions(source_paths=sources)).status == "built"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["lima-all"]  # the leftover is gone

@@ -1,0 +1,151 @@
+"""Fault injection for `limit-foundry data`, `config` and `train`: bad inputs end to end, through the CLI.
+
+Each row runs `python -m limit_foundry.cli ...` in a subprocess and checks the exit status (0 ok, 1 finished
+with failures, 2 bad input) and a fragment of the message; no row trains a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MIX = REPO / "yamls" / "tiny" / "mix.yaml"
+MPT7B_LIMA = REPO / "yamls" / "mpt7b_lima.yaml"
+V1_PROMPT = "Below is an instruction. Write a response.\n\n### Instruction:\nSay {i}.\n\n### Response:\n"
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "limit_foundry.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def v1_lines(n: int = 4) -> list[bytes]:
+    return [json.dumps({"prompt": V1_PROMPT.format(i=i), "response": f"{i}."}).encode() for i in range(n)]
+
+
+def source_with(tmp: Path, lines: list[bytes]) -> Path:
+    path = tmp / "v1.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def latin1_on_line_3(tmp: Path) -> list[str]:
+    lines = v1_lines()
+    lines[2] = lines[2].replace(b"Say", b"S\xe4y")
+    return ["--source-path", f"instruct_v1={source_with(tmp, lines)}"]
+
+
+def bom_on_line_1(tmp: Path) -> list[str]:
+    lines = v1_lines()
+    lines[0] = b"\xef\xbb\xbf" + lines[0]
+    return ["--source-path", f"instruct_v1={source_with(tmp, lines)}"]
+
+
+def stale_build_folder(tmp: Path) -> list[str]:
+    (tmp / "out" / ".instruct_v1-all.tmp-killed" / "train").mkdir(parents=True)  # as kill -9 leaves it
+    return ["--source-path", f"instruct_v1={source_with(tmp, v1_lines())}"]
+
+
+def only_bad_rows(tmp: Path) -> list[str]:
+    return ["--source-path", f"instruct_v1={source_with(tmp, [b'not json'])}", "--on-bad-row", "skip"]
+
+
+DATA_FAULTS: dict[str, tuple[Callable[[Path], list[str]], list[str], int, str]] = {
+    # name: (extra arguments from tmp, more arguments, exit status, message fragment)
+    "bad recipe text": (lambda tmp: [], ["--recipe", "lima:lots"], 2, "lima:lots"),
+    "non-UTF-8 line": (latin1_on_line_3, [], 1, "v1.jsonl:3: bad row: the line is not UTF-8 text"),
+    "non-UTF-8 line skipped": (latin1_on_line_3, ["--on-bad-row", "skip"], 0, "dropped 1"),
+    "BOM on line 1": (bom_on_line_1, [], 0, "dropped 0"),
+    "no valid rows": (only_bad_rows, [], 1, "has no valid rows ("),
+    "missing source file": (
+        lambda tmp: ["--source-path", f"instruct_v1={tmp / 'absent.jsonl'}"],
+        [],
+        1,
+        "absent.jsonl: no such file or directory",
+    ),
+    "missing tokenizer directory": (
+        lambda tmp: ["--source-path", f"instruct_v1={source_with(tmp, v1_lines())}"],
+        ["--tokenizer", "/nonexistent/tokenizer"],
+        2,
+        "tokenizer /nonexistent/tokenizer: the directory does not exist",
+    ),
+    "stale build folder": (stale_build_folder, [], 0, "built:"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(DATA_FAULTS))
+def test_data_faults(fault: str, tmp_path: Path) -> None:
+    make_args, more, code, fragment = DATA_FAULTS[fault]
+    extra = make_args(tmp_path)
+    recipe = [] if "--recipe" in more else ["--recipe", "instruct_v1:all"]
+    result = run_cli("data", *recipe, "--out", str(tmp_path / "out"), "--quiet", *extra, *more, cwd=tmp_path)
+    assert result.returncode == code, result.stderr[-2000:]
+    assert fragment in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    if (tmp_path / "out").exists():
+        assert not [p for p in (tmp_path / "out").iterdir() if ".tmp-" in p.name]
+
+
+def yaml_file(text: str) -> Callable[[Path], list[str]]:
+    def write(tmp: Path) -> list[str]:
+        (tmp / "run.yaml").write_text(text)
+        return [str(tmp / "run.yaml")]
+
+    return write
+
+
+def truncated_checkpoint(tmp: Path) -> list[str]:
+    from limit_foundry.models.tiny import build_tiny_mpt
+
+    build_tiny_mpt(tmp / "ckpt")
+    weights = tmp / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    return [str(MPT7B_LIMA), f"model.pretrained_model_name_or_path={tmp / 'ckpt'}"]
+
+
+TRAINING_FAULTS: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
+    "YAML syntax error": (yaml_file("model:\n  name: [mpt\nseed: 1\n"), 2, "run.yaml:3:5: not valid YAML"),
+    "empty YAML": (yaml_file(""), 2, "run.yaml: the file holds no settings (empty YAML)"),
+    "missing YAML": (lambda tmp: [str(tmp / "absent.yaml")], 2, "config file not found"),
+    "model key typo": (
+        lambda tmp: [str(TINY_MIX), "model.n_layrs=3"],
+        2,
+        "model.n_layrs: not a setting of model 'mpt_causal_lm' (did you mean 'n_layers'?)",
+    ),
+    "wrong-typed value": (
+        lambda tmp: [str(TINY_MIX), "global_train_batch_size=eight"],
+        2,
+        "global_train_batch_size: expected int or null, got str 'eight'",
+    ),
+    "truncated checkpoint": (truncated_checkpoint, 2, "model.safetensors: unreadable safetensors file"),
+}
+
+
+@pytest.mark.parametrize("command", ["config validate", "train"])
+@pytest.mark.parametrize("fault", sorted(TRAINING_FAULTS))
+def test_config_and_train_faults(command: str, fault: str, tmp_path: Path) -> None:
+    make_args, code, fragment = TRAINING_FAULTS[fault]
+    args = [*make_args(tmp_path), f"variables.data_root={tmp_path / 'data'}"]
+    result = run_cli(*command.split(), *args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr[
+        -2000:
+    ]  # one line (LLM Foundry may warn)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was written
