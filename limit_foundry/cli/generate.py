@@ -1,7 +1,7 @@
 """`limit-foundry generate`: answer prompt sets with any checkpoints, batched, seeded, resumable.
 
 A thin layer over `limit_foundry.generate.run.run_generations` (see there for output files, manifest and
-resume). One output file holds every seed of one model on one prompt set.
+resume), or, with `--backend openai|vllm`, `limit_foundry.generate.openai_backend.run_served_generations`. One output file holds every seed of one model on one prompt set.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ from limit_foundry.data.prompt_sets import NAMED_SETS
 from limit_foundry.data.templates import TEMPLATES
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import DEFAULT_MAX_PADDING
+from limit_foundry.generate.openai_backend import (
+    REPRODUCIBILITY_NOTE,
+    SERVER_BACKENDS,
+    ServerOptions,
+    run_served_generations,
+)
 from limit_foundry.generate.run import CHAT_TEMPLATE_MODES, GenerationRun, RunSummary, run_generations
 
 
@@ -160,7 +166,65 @@ def build_parser(prog: str = "limit-foundry generate") -> argparse.ArgumentParse
         "(default: 0 = torch's default, one per core)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_server_arguments(parser)
     return parser
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    server = parser.add_argument_group(
+        "server backends",
+        f"--backend openai sends completions to a running OpenAI-compatible server (vLLM, SGLang, TGI, "
+        f"llama.cpp); --backend vllm starts a vLLM server on the HF directory --model names, on 127.0.0.1, "
+        f"logs it to <out>.vllm.log and stops it when the run ends. --model is then the served model's name "
+        f"(openai) or the HF directory (vllm). Reproducibility: {REPRODUCIBILITY_NOTE}.",
+    )
+    server.add_argument(
+        "--backend",
+        default="hf",
+        choices=("hf", *SERVER_BACKENDS),
+        help="hf: in-process Hugging Face generate (batch-independent seeded sampling); openai or vllm: a "
+        "server (default: %(default)s)",
+    )
+    server.add_argument(
+        "--base-url",
+        help="openai: the server's API URL, e.g. http://127.0.0.1:8000/v1 (key: $OPENAI_API_KEY)",
+    )
+    server.add_argument(
+        "--concurrency", type=int, default=16, help="requests in flight at once (default: %(default)s)"
+    )
+    server.add_argument(
+        "--request-timeout", type=float, default=600.0, help="seconds per request (default: %(default)s)"
+    )
+    server.add_argument(
+        "--vllm-python",
+        help="vllm: the vLLM environment's python (default: $LIMIT_FOUNDRY_VLLM_PYTHON, else the .venv-vllm "
+        "that `make vllm` creates)",
+    )
+    server.add_argument(
+        "--tensor-parallel-size", type=int, default=1, help="vllm: GPUs to shard the model over (default: 1)"
+    )
+    server.add_argument(
+        "--max-model-len", type=int, help="vllm: the server's context (default: the model's own)"
+    )
+    server.add_argument(
+        "--vllm-dtype",
+        default="bfloat16",
+        choices=("auto", "bfloat16", "float16", "float32"),
+        help="vllm: weights dtype on the server (default: %(default)s)",
+    )
+
+
+def server_options_from_args(args: argparse.Namespace) -> ServerOptions:
+    return ServerOptions(
+        backend=args.backend,
+        base_url=args.base_url,
+        concurrency=args.concurrency,
+        timeout=args.request_timeout,
+        vllm_python=args.vllm_python,
+        tensor_parallel_size=args.tensor_parallel_size,
+        max_model_len=args.max_model_len,
+        vllm_dtype=args.vllm_dtype,
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> GenerationRun:
@@ -215,6 +279,9 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry generate") ->
     args = build_parser(prog).parse_args(argv)
 
     def generate() -> None:
-        run_generations(options_from_args(args), report=print_summary)
+        if args.backend == "hf":
+            run_generations(options_from_args(args), report=print_summary)
+        else:
+            run_served_generations(options_from_args(args), server_options_from_args(args), print_summary)
 
     return run_command(generate, interrupted_hint="rerun the same command to resume")

@@ -203,14 +203,14 @@ def plan_runs(options: GenerationRun) -> list[GenerationRun]:
     ]
 
 
-def _use_chat_template(mode: str, tokenizer: Any) -> bool:
+def use_chat_template(mode: str, tokenizer: Any) -> bool:
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if mode == "on" and not has_template:
         raise ConfigError("--chat-template on: the tokenizer defines no chat template")
     return has_template if mode == "auto" else mode == "on"
 
 
-def _now() -> str:
+def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -244,37 +244,48 @@ def model_identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fingerprint.items() if k not in ("path", "source", "train_yaml")}
 
 
+def check_common_options(run: GenerationRun) -> str:
+    """Checks every backend shares (seeds, output, templates); returns the template's text."""
+    if run.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {run.seeds}")
+    if run.decoding.greedy and run.seeds > 1:
+        raise ConfigError("greedy decoding (temperature 0) gives every seed the same text: use --seeds 1")
+    if run.chat_template not in CHAT_TEMPLATE_MODES:
+        raise ConfigError(f"--chat-template must be one of {CHAT_TEMPLATE_MODES}, got {run.chat_template!r}")
+    if (run.out is None) == (run.out_dir is None):
+        raise ConfigError("give exactly one of --out FILE and --out-dir DIR")
+    try:
+        return resolve_template(run.template)
+    except ValueError as err:
+        raise ConfigError(f"--template: {err}") from err
+
+
+def output_file(run: GenerationRun, generator: str, prompt_set: PromptSet) -> Path:
+    """`--out`, or `<out_dir>/<generator>/<prompt set>.json` (the generator name checked as a path)."""
+    if run.out is not None:
+        return Path(run.out)
+    check_generator_path(generator)
+    return Path(run.out_dir) / generator / f"{prompt_set.name}.json"
+
+
 def prepare_run(
     run: GenerationRun, spec: CheckpointSpec | None = None, fingerprint: dict[str, Any] | None = None
 ) -> PreparedRun:
     """Check prompts, checkpoint and options, and fingerprint them (unless `fingerprint` is the spec's);
     loads no model."""
-    if run.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {run.seeds}")
+    template_text = check_common_options(run)
     if run.threads < 0:
         raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {run.threads}")
     if run.max_padding < 0:
         raise ConfigError(f"--max-padding must be >= 0, got {run.max_padding}")
     if run.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {run.batch_size}")
-    if run.decoding.greedy and run.seeds > 1:
-        raise ConfigError("greedy decoding (temperature 0) gives every seed the same text: use --seeds 1")
-    if run.chat_template not in CHAT_TEMPLATE_MODES:
-        raise ConfigError(f"--chat-template must be one of {CHAT_TEMPLATE_MODES}, got {run.chat_template!r}")
-    try:
-        template_text = resolve_template(run.template)
-    except ValueError as err:
-        raise ConfigError(f"--template: {err}") from err
     prompt_set = load_prompt_set(run.prompts, run.prompts_path)
     spec = spec or identify_checkpoint(run.model, run.train_yaml, run.tokenizer)
     device, dtype = resolve_device_and_dtype(run.device, run.dtype)
     seeds = list(range(run.first_seed, run.first_seed + run.seeds))
     generator = run.generator or default_generator_name(spec)
-    if (run.out is None) == (run.out_dir is None):
-        raise ConfigError("give exactly one of --out FILE and --out-dir DIR")
-    if run.out_dir is not None:
-        check_generator_path(generator)
-    out = Path(run.out) if run.out is not None else Path(run.out_dir) / generator / f"{prompt_set.name}.json"
+    out = output_file(run, generator, prompt_set)
     fingerprint = fingerprint or checkpoint_fingerprint(spec)
     identity = {
         "model": model_identity(fingerprint),
@@ -364,7 +375,7 @@ def _load(prepared: PreparedRun) -> LoadedCheckpoint:
 
 def _run_prepared(prepared: PreparedRun, model: Callable[[], LoadedCheckpoint]) -> RunSummary:
     """Generate what `prepared`'s output lacks, under its lock; `model` is called only when there is work."""
-    started, clock = _now(), time.perf_counter()
+    started, clock = now_utc(), time.perf_counter()
     paths = prepared.paths
     with OutputLock(paths):
         state = (
@@ -389,7 +400,7 @@ def _generate_missing(
     run, paths = prepared.run, prepared.paths
     if run.threads:
         torch.set_num_threads(run.threads)
-    use_chat = _use_chat_template(run.chat_template, loaded.tokenizer)
+    use_chat = use_chat_template(run.chat_template, loaded.tokenizer)
     eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
     items = build_work_items(
         prepared.prompt_set.prompts,
@@ -453,12 +464,30 @@ def _generate_missing(
             progress.set_postfix_str(f"{rate:.1f} tok/s")
     elapsed = time.perf_counter() - clock
 
-    ordered = [records[(p.prompt_id, s)] for s in prepared.seeds for p in prepared.prompt_set.prompts]
+    order = [(p.prompt_id, s) for s in prepared.seeds for p in prepared.prompt_set.prompts]
+    return finish_output(
+        paths, prepared.identity, details, records, order, state, len(todo), generated_tokens, elapsed
+    )
+
+
+def finish_output(
+    paths: OutputPaths,
+    identity: dict[str, Any],
+    details: dict[str, Any],
+    records: dict[tuple[str, int], dict[str, Any]],
+    order: list[tuple[str, int]],
+    state: ResumeState,
+    generated_now: int,
+    generated_tokens: int,
+    elapsed: float,
+) -> RunSummary:
+    """Write every record in `order` as the final file and mark the manifest finished (any backend)."""
+    ordered = [records[key] for key in order]
     reasons = dict(Counter(r["finish_reason"] for r in ordered))
     finalize(paths, ordered)
     details.update(
         status="finished",
-        finished_at=_now(),
+        finished_at=now_utc(),
         records=len(ordered),
         finish_reasons=reasons,
         resumed_records=len(state.done),
@@ -466,7 +495,7 @@ def _generate_missing(
         generated_tokens_this_session=generated_tokens,
         tokens_per_s_this_session=round(generated_tokens / elapsed, 2) if elapsed > 0 else None,
     )
-    write_manifest(paths, prepared.identity, details)
+    write_manifest(paths, identity, details)
     return RunSummary(
-        paths.out, len(ordered), len(todo), len(state.done), False, reasons, generated_tokens, elapsed
+        paths.out, len(ordered), generated_now, len(state.done), False, reasons, generated_tokens, elapsed
     )

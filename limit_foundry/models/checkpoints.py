@@ -171,7 +171,8 @@ def resolve_attn_impl(attn_impl: str, device: str) -> str:
     return "flash" if device.startswith("cuda") and importlib.util.find_spec("flash_attn") else "torch"
 
 
-def _load_tokenizer(source: str | Path, where: str):
+def load_tokenizer(source: str | Path, where: str):
+    """A checkpoint's or `--tokenizer`'s tokenizer; ModelLoadError naming `where` when it does not load."""
     from transformers import AutoTokenizer
 
     try:
@@ -194,7 +195,7 @@ def _load_hf(spec: CheckpointSpec, dtype: str, trust_remote_code: bool):
         )
     except Exception as err:  # transformers raises many types for a directory that does not load
         raise ModelLoadError(f"{spec.path}: model does not load ({type(err).__name__}: {err})") from err
-    return model, _load_tokenizer(spec.tokenizer or spec.path, spec.tokenizer or spec.path)
+    return model, load_tokenizer(spec.tokenizer or spec.path, spec.tokenizer or spec.path)
 
 
 def _load_mpt(spec: CheckpointSpec, attn_impl: str):
@@ -207,7 +208,7 @@ def _load_mpt(spec: CheckpointSpec, attn_impl: str):
         raise ModelLoadError(f"{spec.path}: MPT checkpoint does not load ({err})") from err
     if spec.tokenizer is None and not _has_tokenizer(directory):
         raise ModelLoadError(f"{spec.path}: no tokenizer files in the directory; pass --tokenizer")
-    return model, _load_tokenizer(spec.tokenizer or directory, spec.tokenizer or spec.path)
+    return model, load_tokenizer(spec.tokenizer or directory, spec.tokenizer or spec.path)
 
 
 def _strip_prefix(state: dict[str, Any], prefix: str = "model.") -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """A scriptable OpenAI-compatible HTTP server on 127.0.0.1, for the judge's tests and benchmark.
 
-It speaks the wire format the `openai` client expects (chat completions with `usage`, models, files,
+It speaks the wire format the `openai` client expects (chat and text completions with `usage`, models, files,
 batches) over a real socket, so the client's own transport is exercised and nothing is patched. The
 verdict is a pure function of the request: the server recognises the judge template in the messages,
 reads back the instruction and the two answers, applies its policy (e.g. prefer the longer answer)
@@ -192,10 +192,12 @@ class FakeOpenAIServer:
         batch_shuffle_seed: int | None = 0,
         batch_expire_after: int | None = None,
         batch_expire_count: int = 1,
+        retrieve_models: bool = True,  # False: like vLLM, list models but answer 404 to GET /v1/models/{id}
     ):
         if policy not in POLICIES:
             raise ValueError(f"unknown policy {policy!r} (expected one of {POLICIES})")
         self.policy = policy
+        self.retrieve_models = retrieve_models
         self.models = tuple(models)
         self.api_key = api_key
         self.latency = latency
@@ -307,7 +309,7 @@ class FakeOpenAIServer:
         return replies.get(verdict, replies.get(1, "")), True
 
     def _fault_for(self, key: str, body: dict[str, Any], is_judgment: bool) -> Fault | None:
-        text = json.dumps(body.get("messages"), ensure_ascii=False)
+        text = json.dumps(body.get("messages", body.get("prompt")), ensure_ascii=False)
         with self.lock:
             for index, fault in enumerate(self.faults):
                 if fault.scope == "judgments" and not is_judgment:
@@ -348,6 +350,32 @@ class FakeOpenAIServer:
             "usage": {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done},
         }
 
+    # ---- completions (generation backends): the answer is a pure function of (prompt, seed) ----
+    def text_completion(self, body: dict[str, Any], truncated: bool = False) -> dict[str, Any]:
+        """A `/v1/completions` reply: a seeded text cut to `max_tokens` (4 characters a token);
+        `truncated` answers with a third of it and finish_reason `length`, as a server that stopped early."""
+        prompt = body.get("prompt")
+        seed = body.get("seed")
+        digest = hashlib.sha256(json.dumps([prompt, seed]).encode()).hexdigest()
+        text = f"Answer {digest[:12]} (seed {seed}) to a prompt of {len(json.dumps(prompt))} characters."
+        cap = 4 * int(body.get("max_tokens") or 16)
+        finish = "length" if truncated or len(text) > cap else "stop"
+        text = text[: max(1, len(text) // 3)] if truncated else text[:cap]
+        prompt_tokens = len(prompt) if isinstance(prompt, list) else _tokens(str(prompt))
+        done = _tokens(text)
+        return {
+            "id": f"cmpl-{next(self._ids)}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": done,
+                "total_tokens": prompt_tokens + done,
+            },
+        }
+
     def answer(self, body: dict[str, Any], in_batch: bool = False) -> tuple[int, Any, dict[str, str]]:
         """(status, JSON payload or raw bytes, extra headers) for one chat request.
 
@@ -381,7 +409,9 @@ class FakeOpenAIServer:
             time.sleep(fault.delay)
         if self.latency and not in_batch:
             time.sleep(self.latency)
-        if kind == "refusal":
+        if "prompt" in body:  # the completions endpoint
+            payload = self.text_completion(body, truncated=kind == "truncated")
+        elif kind == "refusal":
             payload = self.completion(
                 body, None, "stop", refusal="I'm sorry, I can't help with comparing these."
             )
@@ -569,7 +599,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v1/models":
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in app.models]
             return self._send(200, {"object": "list", "data": data})
-        if match := re.fullmatch(r"/v1/models/(.+)", path):
+        if (match := re.fullmatch(r"/v1/models/(.+)", path)) and app.retrieve_models:
             if match.group(1) in app.models:
                 return self._send(
                     200, {"id": match.group(1), "object": "model", "created": 0, "owned_by": "fake"}
@@ -597,7 +627,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         app, path = self.app, self.path.split("?")[0].rstrip("/")
-        if path == "/v1/chat/completions":
+        if path in ("/v1/chat/completions", "/v1/completions"):
             return self._chat(body)
         if path == "/v1/files":
             fields = _parse_multipart(self.headers.get("Content-Type", ""), body)
