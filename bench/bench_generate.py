@@ -6,13 +6,16 @@ SmolLM2-135M-Instruct (a real 135M-parameter instruct model that runs offline fr
 same decoding settings (LIMA's sampling defaults, a short cap):
 - `hf_one_at_a_time`: plain `model.generate(do_sample=True, ...)`, one prompt per call (the baseline);
 - `engine_batch_1`: this package's engine (seeded per-row sampler) one prompt per call;
-- `engine_batched`: the engine with `--batch-size` prompts per call.
+- `engine_batched`: the engine with `--batch-size` prompts per call;
+- `vllm_served` (SmolLM2 only, unless --no-vllm): the same work items, as token ids with the same per-request
+  seeds, sent all at once to a vLLM server (the CPU build from `make vllm`) started once for the model; its
+  cold start is timed from launch to the first answer.
 Prompts: the first 64 of LIMIT's Instruct-v3 test prompts from ../shared when present, else the
 package's committed samples. Prints medians over --repeats and the ratios to the baseline, both as the ratio
 of medians and as the median of each repeat's own ratio (steadier when the machine's load drifts).
 
     .venv/bin/python bench/bench_generate.py [--models tiny,smollm2] [--prompts 64] [--max-new-tokens 32]
-        [--batch-size 16] [--repeats 3] [--threads N]
+        [--batch-size 16] [--repeats 3] [--threads N] [--no-vllm] [--vllm-arg=--enforce-eager]
 
 On a CPU shared with other jobs, more than one torch thread can make small models tens of times slower
 (threads spin against each other); compare runs only at the same --threads.
@@ -24,6 +27,7 @@ import argparse
 import itertools
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +117,57 @@ def engine(batch_size: int) -> Callable[[LoadedCheckpoint, list[WorkItem], Decod
     return run
 
 
+class ServedWay:
+    """vLLM serving the model: started once (cold start timed to the first answer), then timed like the rest."""
+
+    def __init__(self, model_dir: Path, log_path: Path, extra_args: tuple[str, ...], concurrency: int):
+        from limit_foundry.models.vllm_server import VllmServer, VllmServerOptions, find_vllm_python
+
+        options = VllmServerOptions(
+            model_dir=model_dir,
+            log_path=log_path,
+            python=find_vllm_python(),
+            max_model_len=2048,
+            extra_args=extra_args,
+        )
+        self.server = VllmServer(options)
+        self.concurrency = concurrency
+        self.cold_start_s: float | None = None
+
+    def start(self, first: WorkItem, settings: DecodingSettings) -> None:
+        from limit_foundry.generate.openai_backend import CompletionsClient, ServerOptions
+
+        clock = time.perf_counter()
+        self.server.start()
+        self.client = CompletionsClient(
+            self.server.base_url, "EMPTY", ServerOptions(concurrency=self.concurrency)
+        )
+        self._send([first], settings)
+        self.cold_start_s = time.perf_counter() - clock
+
+    def _send(self, items: list[WorkItem], settings: DecodingSettings) -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from limit_foundry.generate.openai_backend import ServedAnswer, request_body
+
+        stop = threading.Event()
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            answers = list(
+                pool.map(
+                    lambda it: self.client.complete(request_body("model", it, None, settings), stop), items
+                )
+            )
+        if not all(isinstance(a, ServedAnswer) for a in answers):
+            raise SystemExit(f"the vLLM server failed a request: {answers}")
+        return sum(a.output_tokens for a in answers)
+
+    def __call__(self, loaded: LoadedCheckpoint, items: list[WorkItem], settings: DecodingSettings) -> int:
+        return self._send(items, settings)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,6 +186,10 @@ def main() -> None:
         type=int,
         default=0,
         help="torch CPU threads (default: 0 = torch's default, one per core)",
+    )
+    parser.add_argument("--no-vllm", action="store_true", help="leave out the vLLM server")
+    parser.add_argument(
+        "--vllm-arg", action="append", default=[], help="one more vLLM server argument, repeatable"
     )
     args = parser.parse_args()
     if args.threads:
@@ -159,12 +218,23 @@ def main() -> None:
                 loaded.context_length,
             )
             engine(args.batch_size)(loaded, items[:4], settings)  # warm-up
-            rates: dict[str, list[float]] = {way: [] for way in ways}
-            for _ in range(args.repeats):
-                for way, run in ways.items():
-                    start = time.perf_counter()
-                    tokens = run(loaded, items, settings)
-                    rates[way].append(tokens / (time.perf_counter() - start))
+            model_ways = dict(ways)
+            served = None
+            if name.strip() == "smollm2" and not args.no_vllm:
+                log = Path(workdir) / "vllm.log"
+                served = ServedWay(Path(workdir) / "smollm2", log, tuple(args.vllm_arg), len(items))
+                served.start(items[0], settings)
+                model_ways["vllm_served"] = served
+            rates: dict[str, list[float]] = {way: [] for way in model_ways}
+            try:
+                for _ in range(args.repeats):
+                    for way, run in model_ways.items():
+                        start = time.perf_counter()
+                        tokens = run(loaded, items, settings)
+                        rates[way].append(tokens / (time.perf_counter() - start))
+            finally:
+                if served is not None:
+                    served.stop()
             medians = {way: statistics.median(values) for way, values in rates.items()}
             print(
                 f"\n{name} ({loaded.details['model_class']}, {'chat template' if chat else 'lima_test template'}):"
@@ -179,6 +249,14 @@ def main() -> None:
                     f"  {way:<22} median {median:8.1f} tok/s  ({ratio:4.1f}x baseline)  runs: {runs}  "
                     f"per-repeat ratios: {', '.join(f'{r:.1f}' for r in paired)} "
                     f"(median {statistics.median(paired):.1f}x)"
+                )
+            if served is not None:
+                batched = f"engine_batched_{args.batch_size}"
+                paired = sorted(v / b for v, b in zip(rates["vllm_served"], rates[batched], strict=True))
+                print(
+                    f"  vllm_served vs {batched}: {medians['vllm_served'] / medians[batched]:.1f}x (per-repeat "
+                    f"median {statistics.median(paired):.1f}x); cold start to first answer "
+                    f"{served.cold_start_s:.1f}s (vLLM args: {' '.join(args.vllm_arg) or 'none'})"
                 )
 
 

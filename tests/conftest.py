@@ -176,3 +176,48 @@ def s3_server() -> Iterator[dict[str, str]]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---- a real vLLM server (CPU build) on SmolLM2, started once per session for the slow tests ----
+# --enforce-eager: no torch.compile / graph capture warm-up, the longest part of a CPU cold start; the tests
+# send a few dozen short requests, where compiled kernels would not repay it.
+VLLM_TEST_ARGS = ("--enforce-eager",)
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The `.venv-vllm` interpreter, made by `make vllm` (fast when it exists); skips only if that fails."""
+    import subprocess
+
+    try:
+        made = subprocess.run(["make", "vllm"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        pytest.skip(f"`make vllm` could not create the vLLM environment: {err}")
+    if made.returncode != 0:
+        pytest.skip(
+            f"`make vllm` could not create the vLLM environment: {(made.stdout + made.stderr)[-800:]}"
+        )
+    return REPO_ROOT / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def smollm2_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from limit_foundry.models.smollm2 import export_smollm2
+
+    return export_smollm2(tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_python: Path, smollm2_export: Path, tmp_path_factory: pytest.TempPathFactory):
+    """SmolLM2 served by vLLM on 127.0.0.1 under the name `model`, for the whole session."""
+    from limit_foundry.models.vllm_server import VllmServer, VllmServerOptions
+
+    options = VllmServerOptions(
+        model_dir=smollm2_export,
+        log_path=tmp_path_factory.mktemp("vllm") / "server.log",
+        python=vllm_python,
+        max_model_len=2048,
+        extra_args=VLLM_TEST_ARGS,
+    )
+    with VllmServer(options) as server:
+        yield server

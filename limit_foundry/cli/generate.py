@@ -212,6 +212,13 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "bfloat16", "float16", "float32"),
         help="vllm: weights dtype on the server (default: %(default)s)",
     )
+    server.add_argument(
+        "--vllm-arg",
+        action="append",
+        default=[],
+        help="vllm: one more argument for the server, repeatable, e.g. --vllm-arg=--enforce-eager (skips "
+        "torch.compile: a faster cold start)",
+    )
 
 
 def server_options_from_args(args: argparse.Namespace) -> ServerOptions:
@@ -224,6 +231,7 @@ def server_options_from_args(args: argparse.Namespace) -> ServerOptions:
         tensor_parallel_size=args.tensor_parallel_size,
         max_model_len=args.max_model_len,
         vllm_dtype=args.vllm_dtype,
+        vllm_args=tuple(args.vllm_arg),
     )
 
 

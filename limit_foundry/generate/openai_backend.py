@@ -94,6 +94,7 @@ class ServerOptions:
     tensor_parallel_size: int = 1  # vllm
     max_model_len: int | None = None  # vllm: default the model's own context
     vllm_dtype: str = "bfloat16"  # vllm
+    vllm_args: tuple[str, ...] = ()  # vllm: more arguments for the server, e.g. --enforce-eager
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def plan_served_run(run: GenerationRun, backend: str) -> ServedPlan:
         model, details = {"backend": backend, **model_identity(fingerprint)}, fingerprint
     else:
         generator = run.generator or run.model.replace("/", "_")
-        model = {"backend": backend, "served_model": run.model}
+        model = {"backend": backend, "served_model": run.model, "tokenizer": run.tokenizer}
         details = dict(model)
     identity = {
         "model": model,
@@ -259,6 +260,7 @@ def run_served_generation(run: GenerationRun, options: ServerOptions) -> RunSumm
             tensor_parallel_size=options.tensor_parallel_size,
             max_model_len=options.max_model_len,
             dtype=options.vllm_dtype,
+            extra_args=options.vllm_args,
         )
         with VllmServer(server_options) as server:
             client = CompletionsClient(server.base_url, "EMPTY", options)

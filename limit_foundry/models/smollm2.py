@@ -68,4 +68,19 @@ def export_smollm2(out_dir: str | Path) -> Path:
     with atomic_directory(out_dir, overwrite=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _declare_byte_level_tokenizer(tmp / "tokenizer_config.json")
     return out_dir
+
+
+def _declare_byte_level_tokenizer(config_path: Path) -> None:
+    """Name the tokenizer class `PreTrainedTokenizerFast`, which loads `tokenizer.json` as it is.
+
+    The conversion saves it as a `LlamaTokenizer`, which transformers 5 (vLLM's) rebuilds with
+    sentencepiece-style pre-tokenizing and decoding: prompts then tokenize differently and answers come
+    back with byte-level markers (`Ġ`). transformers 4.51 and 5 give the same ids with this class.
+    """
+    import json
+
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")

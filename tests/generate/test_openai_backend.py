@@ -14,6 +14,7 @@ from limit_foundry.cli.generate import main
 from limit_foundry.errors import OutputConflictError, PromptTooLongError, ServiceUnreachableError
 from limit_foundry.generate.decoding import DecodingSettings, row_seed
 from limit_foundry.generate.openai_backend import ServerOptions, run_served_generation
+from limit_foundry.generate.output import OutputPaths
 from limit_foundry.generate.run import GenerationRun
 from limit_foundry.models.openai_client import FatalServerError, RetryPolicy
 from limit_foundry.testing.fake_openai import FakeOpenAIServer, Fault
@@ -55,7 +56,7 @@ def test_records_manifest_and_per_request_seeds(server, prompts_file, tmp_path, 
     assert {r["generator"] for r in records} == {MODEL}
     manifest = json.loads((tmp_path / "answers.json.manifest.json").read_text())
     assert manifest["status"] == "finished" and manifest["backend"] == "openai"
-    assert manifest["identity"]["model"] == {"backend": "openai", "served_model": MODEL}
+    assert manifest["identity"]["model"] == {"backend": "openai", "served_model": MODEL, "tokenizer": None}
     assert manifest["server"]["model_entry"]["id"] == MODEL and "reproducibility" in manifest
     assert not manifest["prompts_as_token_ids"] and not manifest["chat_template_used"]
     assert server.counters.max_in_flight <= 4
@@ -155,3 +156,26 @@ def test_command_line(server, prompts_file, tmp_path, capsys):
     assert "does not serve model 'nope'" in capsys.readouterr().err
     assert main([*backend[:2], "--model", MODEL, *backend[4:], "--out", str(tmp_path / "x.json")]) == 2
     assert "needs --base-url" in capsys.readouterr().err
+
+
+def test_with_a_tokenizer_prompts_go_out_as_the_in_process_token_ids(
+    server, prompts_file, tmp_path, tiny_llama_dir
+):
+    from transformers import AutoTokenizer
+
+    from limit_foundry.data.templates import wrap
+
+    out = tmp_path / "answers.json"
+    run_served_generation(
+        run_of(prompts_file, out, seeds=1, tokenizer=str(tiny_llama_dir)), options_of(server)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    for record in json.loads(out.read_text()):
+        ids = tokenizer(wrap(record["instruction"], "lima_test"))["input_ids"]
+        assert record["prompt_tokens"] == len(ids)  # the fake server counts the ids it was sent
+    manifest = json.loads(OutputPaths(out).manifest.read_text())
+    assert manifest["prompts_as_token_ids"] and manifest["identity"]["model"]["tokenizer"] == str(
+        tiny_llama_dir
+    )
+    with pytest.raises(OutputConflictError, match="model"):  # text prompts are another run
+        run_served_generation(run_of(prompts_file, out, seeds=1), options_of(server))

@@ -1,0 +1,182 @@
+"""Generation through a REAL vLLM server (the CPU build) serving SmolLM2: `--backend openai` against the
+session's server (two seeds, same text on rerun; kill -9 of the client, then resume), and `--backend vllm`
+starting its own server (kill -9 of the client leaves no server behind; a server that dies mid-run is a clear
+error, nothing is lost, and the rerun finishes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from limit_foundry.errors import ServiceUnreachableError
+from limit_foundry.generate.decoding import DecodingSettings
+from limit_foundry.generate.openai_backend import ServerOptions, run_served_generation, vllm_log_path
+from limit_foundry.generate.output import OutputPaths
+from limit_foundry.generate.run import GenerationRun
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name three colors.",
+    "Write a haiku about autumn.",
+    "Explain how a bicycle gear works.",
+    "List two prime numbers.",
+    "Why is the sky blue?",
+    "Give a tip for learning to cook.",
+    "What does a compiler do?",
+]
+EAGER = ("--enforce-eager",)
+
+
+@pytest.fixture
+def many_prompts(tmp_path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"instruction": q}) + "\n" for q in QUESTIONS))
+    return path
+
+
+def served_run(prompts: Path, out: Path, tokenizer: Path, **overrides) -> GenerationRun:
+    settings = {
+        "seeds": 2,
+        "decoding": DecodingSettings(max_new_tokens=48),
+        "chat_template": "on",
+        "tokenizer": str(tokenizer),
+        "progress": False,
+        **overrides,
+    }
+    return GenerationRun(model="model", prompts=str(prompts), out=out, **settings)
+
+
+def partial_lines(out: Path) -> int:
+    partial = OutputPaths(out).partial
+    return len(partial.read_text().splitlines()) if partial.exists() else 0
+
+
+def wait_for_lines(
+    out: Path, count: int, process: subprocess.Popen | None = None, limit: float = 900
+) -> None:
+    deadline = time.monotonic() + limit
+    while partial_lines(out) < count:
+        assert process is None or process.poll() is None, f"the run ended early ({process.returncode})"
+        assert time.monotonic() < deadline, f"no {count} answers within {limit}s"
+        time.sleep(0.2)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_two_seeds_and_the_same_text_on_rerun(vllm_server, smollm2_export, many_prompts, tmp_path):
+    options = ServerOptions(base_url=vllm_server.base_url, concurrency=1)  # alone in the server's batch
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    summary = run_served_generation(served_run(many_prompts, first, smollm2_export), options)
+    run_served_generation(served_run(many_prompts, second, smollm2_export), options)
+    records = json.loads(first.read_text())
+    assert summary.records == len(records) == 2 * len(QUESTIONS)
+    assert [r["output"] for r in records] == [r["output"] for r in json.loads(second.read_text())]
+    by_seed = {s: [r["output"] for r in records if r["seed"] == s] for s in (0, 1)}
+    assert by_seed[0] != by_seed[1] and all(text.strip() for text in by_seed[0] + by_seed[1])
+    assert all(r["finish_reason"] in ("stop", "length") and 1 <= r["output_tokens"] <= 48 for r in records)
+    assert "Paris" in " ".join(r["output"] for r in records if "France" in r["instruction"])
+    manifest = json.loads(OutputPaths(first).manifest.read_text())
+    assert manifest["server"]["version"] == {"version": "0.32.0"}
+    assert manifest["server"]["model_entry"]["max_model_len"] == 2048
+    assert manifest["prompts_as_token_ids"] and manifest["chat_template_used"]
+
+
+def test_kill_9_of_the_client_then_resume(vllm_server, smollm2_export, many_prompts, tmp_path):
+    out = tmp_path / "answers.json"
+    command = [
+        sys.executable, "-m", "limit_foundry.generate", "--backend", "openai",
+        "--base-url", vllm_server.base_url, "--model", "model", "--tokenizer", str(smollm2_export),
+        "--chat-template", "on", "--prompts", str(many_prompts), "--seeds", "2", "--max-new-tokens", "48",
+        "--concurrency", "2", "--no-progress", "--out", str(out),
+    ]  # fmt: skip
+    client = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    wait_for_lines(out, 3, client)
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    kept = [
+        json.loads(line) for line in OutputPaths(out).partial.read_text().splitlines() if line.endswith("}")
+    ]
+    assert 3 <= len(kept) < 2 * len(QUESTIONS) and not out.exists()
+
+    options = ServerOptions(base_url=vllm_server.base_url, concurrency=2)
+    summary = run_served_generation(served_run(many_prompts, out, smollm2_export), options)
+    assert summary.resumed >= len(kept) - 1  # a line torn by the kill is dropped and redone
+    assert summary.resumed + summary.generated_now == summary.records == 2 * len(QUESTIONS)
+    final = {(r["prompt_id"], r["seed"]): r for r in json.loads(out.read_text())}
+    assert all(final[(r["prompt_id"], r["seed"])] == r for r in kept[: summary.resumed])
+
+
+def test_backend_vllm_leaves_no_server_behind_survives_nothing_and_resumes(
+    smollm2_export, many_prompts, tmp_path
+):
+    out = tmp_path / "answers.json"
+    command = [
+        sys.executable, "-m", "limit_foundry.generate", "--backend", "vllm", "--model", str(smollm2_export),
+        "--generator", "smollm2", "--chat-template", "on", "--prompts", str(many_prompts), "--seeds", "2",
+        "--max-new-tokens", "48", "--concurrency", "2", "--no-progress", "--out", str(out),
+        "--max-model-len", "2048", *(f"--vllm-arg={a}" for a in EAGER),
+    ]  # fmt: skip
+    client = subprocess.Popen(command, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    wait_for_lines(out, 2, client)
+    servers = children_of(client.pid)
+    assert len(servers) == 1 and vllm_log_path(OutputPaths(out)).exists()
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 60
+    while group_alive(servers[0]):
+        assert time.monotonic() < deadline, "the vLLM server outlived its killed client"
+        time.sleep(0.5)
+
+    # The rerun resumes; its server is killed mid-run: a clear error, and nothing already answered is lost.
+    before = partial_lines(out)
+    options = ServerOptions(backend="vllm", concurrency=2, max_model_len=2048, vllm_args=EAGER)
+    run = served_run(many_prompts, out, smollm2_export, generator="smollm2", tokenizer=None)
+    run.model = str(smollm2_export)
+
+    def kill_the_server() -> None:
+        wait_for_lines(out, before + 2)
+        for pid in children_of(os.getpid()):
+            if b"vllm.entrypoints" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.killpg(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_server, daemon=True)
+    killer.start()
+    with pytest.raises(ServiceUnreachableError, match="vLLM server exited with status -9; last lines of"):
+        run_served_generation(run, options)
+    killer.join()
+    assert partial_lines(out) >= before + 2 and not out.exists()
+
+    summary = run_served_generation(run, options)
+    assert summary.records == 2 * len(QUESTIONS) and summary.resumed >= before + 1
+    assert not [
+        pid for pid in children_of(os.getpid()) if b"vllm" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
