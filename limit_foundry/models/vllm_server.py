@@ -4,18 +4,19 @@ and gone afterwards, on exit, Ctrl-C, error, or a kill of its parent.
 vLLM pins its own torch and transformers (they conflict with LLM Foundry 0.22's), so it runs from its own
 environment (`make vllm` creates `.venv-vllm`), found by `--vllm-python`, `$LIMIT_FOUNDRY_VLLM_PYTHON`, or a
 `.venv-vllm` in the working directory or beside the installed package. The server runs in a process group of
-its own, killed as a group; the kernel kills it too if its parent dies without cleaning up (SIGKILL included).
+its own under a small watchdog, and the group is killed as one: on stop, when vLLM exits, or when this process
+dies without cleaning up (SIGKILL included).
 Its output goes to a log file, whose tail is quoted when it fails.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -27,7 +28,6 @@ from limit_foundry.errors import ServiceUnreachableError, UserError
 
 PYTHON_ENV = "LIMIT_FOUNDRY_VLLM_PYTHON"
 VENV_NAME = ".venv-vllm"
-PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 25
 
 
@@ -57,10 +57,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel sends SIGKILL when the parent dies (Linux)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+# The process-group leader between us and vLLM. vLLM's engine processes do not die with its API server, so the
+# whole group is ended when vLLM exits, or when our end of the watchdog's stdin closes (we exited or were killed,
+# SIGKILL included). vLLM's own exit status goes to the log first.
+WATCHDOG = """
+import os, signal, subprocess, sys, threading
+server = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL)
+def end_group(why):
+    sys.stderr.write(f"== watchdog: {why}; stopping the process group\\n")
+    sys.stderr.flush()
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        pass
+    os.killpg(0, signal.SIGKILL)
+threading.Thread(target=lambda: end_group(f"vLLM exited with status {server.wait()}"), daemon=True).start()
+sys.stdin.buffer.read()
+end_group("its client is gone")
+"""
 
 
 @dataclass
@@ -126,13 +141,12 @@ class VllmServer:
             log.write(f"\n== {' '.join(options.command(self.port))}\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                options.command(self.port),
-                stdin=subprocess.DEVNULL,
+                [sys.executable, "-c", WATCHDOG, *options.command(self.port)],
+                stdin=subprocess.PIPE,  # never written: its closing tells the watchdog we are gone
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # its own process group, killed as one
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (a prctl call only)
             )
         try:
             self._wait_until_healthy(clock + options.startup_timeout)
@@ -160,7 +174,7 @@ class VllmServer:
     def check(self) -> None:
         """Raise ServiceUnreachableError if the server process has exited."""
         if self.process is not None and (code := self.process.poll()) is not None:
-            raise ServiceUnreachableError(f"vLLM server exited with status {code}; {self.log_tail()}")
+            raise ServiceUnreachableError(f"vLLM server exited (watchdog status {code}); {self.log_tail()}")
 
     def log_tail(self) -> str:
         path = self.options.log_path
