@@ -45,12 +45,12 @@ def many_prompts(tmp_path) -> Path:
     return path
 
 
-def served_run(prompts: Path, out: Path, tokenizer: Path, **overrides) -> GenerationRun:
+def served_run(prompts: Path, out: Path, tokenizer: Path | None, **overrides) -> GenerationRun:
     settings = {
         "seeds": 2,
         "decoding": DecodingSettings(max_new_tokens=48),
         "chat_template": "on",
-        "tokenizer": str(tokenizer),
+        "tokenizer": str(tokenizer) if tokenizer else None,
         "progress": False,
         **overrides,
     }
@@ -163,7 +163,7 @@ def test_backend_vllm_leaves_no_server_behind_survives_nothing_and_resumes(
     # The rerun resumes; its server is killed mid-run: a clear error, and nothing already answered is lost.
     before = partial_lines(out)
     options = ServerOptions(backend="vllm", concurrency=2, max_model_len=2048, vllm_args=EAGER)
-    run = served_run(many_prompts, out, smollm2_export, generator="smollm2", tokenizer=None)
+    run = served_run(many_prompts, out, None, generator="smollm2")
     run.model = str(smollm2_export)
 
     def kill_the_server() -> None:
