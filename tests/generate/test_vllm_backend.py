@@ -117,7 +117,7 @@ def test_two_seeds_and_the_same_text_on_rerun(vllm_server, smollm2_export, many_
 def test_kill_9_of_the_client_then_resume(vllm_server, smollm2_export, many_prompts, tmp_path):
     out = tmp_path / "answers.json"
     command = [
-        sys.executable, "-m", "limit_foundry.generate", "--backend", "openai",
+        sys.executable, "-m", "limit_foundry.cli", "generate", "--backend", "openai",
         "--base-url", vllm_server.base_url, "--model", "model", "--tokenizer", str(smollm2_export),
         "--chat-template", "on", "--prompts", str(many_prompts), "--seeds", "2", "--max-new-tokens", "48",
         "--concurrency", "2", "--no-progress", "--out", str(out),
@@ -144,7 +144,7 @@ def test_backend_vllm_leaves_no_server_behind_survives_nothing_and_resumes(
 ):
     out = tmp_path / "answers.json"
     command = [
-        sys.executable, "-m", "limit_foundry.generate", "--backend", "vllm", "--model", str(smollm2_export),
+        sys.executable, "-m", "limit_foundry.cli", "generate", "--backend", "vllm", "--model", str(smollm2_export),
         "--generator", "smollm2", "--chat-template", "on", "--prompts", str(many_prompts), "--seeds", "2",
         "--max-new-tokens", "48", "--concurrency", "2", "--no-progress", "--out", str(out),
         "--max-model-len", "2048", *(f"--vllm-arg={a}" for a in EAGER),
