@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -53,6 +54,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards), without the library-version metadata, so the same
+    numbers always give the same bytes."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.io import atomic_write_bytes, atomic_write_text
+from limit_foundry.io import atomic_write_bytes, atomic_write_text, figure_png
 
 
 def _title(name: str) -> str:
@@ -113,7 +113,6 @@ def _benchmark_table(results: dict[str, Any]) -> str:
 
 def bar_chart_png(results: dict[str, Any], path: str | Path) -> None:
     """Grouped bars: one group per category (and average), one bar per model; partial bars hatched."""
-    import io
 
     import matplotlib
 
@@ -143,10 +142,7 @@ def bar_chart_png(results: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"Eval Gauntlet {results['gauntlet']['version']} (hatched: incomplete category)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def write_reports(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
