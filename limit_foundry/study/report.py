@@ -307,6 +307,11 @@ def build_report(study: Path) -> Path:
     """Write STUDY/report.md and STUDY/figures/*.png; returns the report's path. A missing or unreadable
     stage output raises a DataError naming the file."""
     study_record = _read_json(study / "study.json")
+    spec = study_record.get("spec") if isinstance(study_record, dict) else None
+    if not isinstance(spec, dict) or not {"name", "path"} <= spec.keys():
+        raise DataError(
+            f"{study / 'study.json'}: not a study record (no spec name and path): was it written by a study run?"
+        )
     figures = study / "figures"
     lines = [
         f"# LIMIT study: {study_record['spec']['name']}",
