@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from limit_foundry.errors import ConfigError
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never a half."""
@@ -140,10 +142,17 @@ def read_jsonl_log(path: str | os.PathLike) -> JsonlReadResult:
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object) for a user-supplied JSONL file; blank lines skipped.
 
-    A line that is not JSON raises ValueError naming the file and line.
+    A UTF-8 byte order mark (as some editors write) is skipped. A line that is not UTF-8 or not JSON
+    raises ValueError naming the file and line.
     """
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+                ) from err
             if not line.strip():
                 continue
             try:
@@ -179,3 +188,21 @@ def sha256_tree(paths: Iterable[str | os.PathLike], root: str | os.PathLike | No
 def stable_json_hash(obj: Any) -> str:
     """Hash of a JSON-serialisable object that does not depend on key order."""
     return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def check_writable_dir(path: str | os.PathLike, option: str) -> None:
+    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written.
+
+    Creates nothing: the nearest existing folder on the way must be writable, so the command can make the
+    rest. Raises ConfigError naming the option and the path.
+    """
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"{option}: {path} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: cannot make the folder {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{option}: cannot write in {existing} (permission denied or a read-only file system)"
+        )
