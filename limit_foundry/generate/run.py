@@ -138,9 +138,12 @@ def check_generator_path(generator: str) -> None:
 def check_output_path(out: Path, option: str) -> None:
     """The output JSON must be a file (or not exist yet) in a folder this process can write."""
     if out.is_dir():
-        raise ConfigError(
-            f"{option}: {out} is a folder; --out names the output JSON file (for a folder use --out-dir DIR)"
+        hint = (
+            "--out names the output JSON file (for a folder use --out-dir DIR)"
+            if option == "--out"
+            else "the answers file goes there: move the folder away"
         )
+        raise ConfigError(f"{option}: {out} is a folder; {hint}")
     check_writable_dir(out.parent, option)
 
 
