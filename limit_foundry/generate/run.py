@@ -47,7 +47,7 @@ from limit_foundry.generate.output import (
     record_key,
     write_manifest,
 )
-from limit_foundry.io import check_writable_dir
+from limit_foundry.io import check_writable_dir, read_jsonl_log
 from limit_foundry.models.checkpoints import (
     CheckpointSpec,
     LoadedCheckpoint,
@@ -472,9 +472,10 @@ def _generate_missing(
                 progress.update(len(batch))
                 rate = generated_tokens / max(time.perf_counter() - clock, 1e-9)
                 progress.set_postfix_str(f"{rate:.1f} tok/s")
-    except KeyboardInterrupt as err:  # every answer in `records` is already in the progress log
+    except KeyboardInterrupt as err:  # what the progress log holds (a write the interrupt cut short counts)
+        saved = len(read_jsonl_log(paths.partial).records)
         raise KeyboardInterrupt(
-            f"{paths.out}: {len(records)} of {len(prepared.expected)} answers saved in {paths.partial}"
+            f"{paths.out}: {saved} of {len(prepared.expected)} answers saved in {paths.partial}"
         ) from err
     elapsed = time.perf_counter() - clock
 
