@@ -29,6 +29,13 @@ def _columns(results: dict[str, Any]) -> tuple[list[str], list[str]]:
     return categories, gauntlet.get("averages") or list(first["averages"])
 
 
+def _reason(missing: dict[str, Any]) -> str:
+    if "found_at_shots" in missing:
+        found = ", ".join(f"{n}-shot" for n in missing["found_at_shots"])
+        return f"metrics at {found}, scored at {missing['num_fewshot']}-shot"
+    return missing["reason"].replace("_", " ")
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """The paper-layout table plus the missing benchmarks and the per-benchmark detail."""
     categories, averages = _columns(results)
@@ -67,9 +74,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     ]
     if missing:
         lines += ["", "\\* incomplete category; not scored:", ""]
-        lines += [
-            f"- {model}: {cat} / {x['name']} ({x['reason'].replace('_', ' ')})" for model, cat, x in missing
-        ]
+        lines += [f"- {model}: {cat} / {x['name']} ({_reason(x)})" for model, cat, x in missing]
     if results.get("data", {}).get("missing"):
         files = ", ".join(f"`{m['path']}`" for m in results["data"]["missing"])
         lines += ["", f"Missing benchmark files: {files}"]
