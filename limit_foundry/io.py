@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from limit_foundry.errors import ConfigError
 
 log = logging.getLogger(__name__)
 TMP_DIR_INFIX = ".tmp-"  # `.<name>.tmp-XXXX`: a directory being built by atomic_directory
@@ -53,6 +56,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards), without the library-version metadata, so the same
+    numbers always give the same bytes."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -213,7 +227,8 @@ def decode_line(raw: bytes, number: int) -> str:
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield (line number, parsed object) for a user-supplied JSONL file; blank lines skipped.
 
-    A line that is not UTF-8 or not JSON raises ValueError naming the file and line.
+    A UTF-8 byte order mark (as some editors write) is skipped. A line that is not UTF-8 or not JSON
+    raises ValueError naming the file and line.
     """
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
@@ -221,7 +236,7 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                 line = decode_line(raw, number)
             except UnicodeDecodeError as err:
                 raise ValueError(
-                    f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})"
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
                 ) from err
             if not line.strip():
                 continue
@@ -258,3 +273,21 @@ def sha256_tree(paths: Iterable[str | os.PathLike], root: str | os.PathLike | No
 def stable_json_hash(obj: Any) -> str:
     """Hash of a JSON-serialisable object that does not depend on key order."""
     return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def check_writable_dir(path: str | os.PathLike, option: str) -> None:
+    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written.
+
+    Creates nothing: the nearest existing folder on the way must be writable, so the command can make the
+    rest. Raises ConfigError naming the option and the path.
+    """
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if existing == path and not path.is_dir():
+        raise ConfigError(f"{option}: {path} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: cannot make the folder {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{option}: cannot write in {existing} (permission denied or a read-only file system)"
+        )

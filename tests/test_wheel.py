@@ -171,7 +171,9 @@ judge:
 def test_study_dry_run_from_another_directory(wheel: dict, tmp_path: Path) -> None:
     spec_dir = tmp_path / "my-study"
     spec_dir.mkdir()
-    (spec_dir / "prompts.jsonl").write_text('{"instruction": "Name a colour."}\n')
+    (spec_dir / "prompts.jsonl").write_text(
+        '{"conversations": ["Name a colour."], "source": "test"}\n'
+    )  # LIMA's layout
     spec = spec_dir / "spec.yaml"
     spec.write_text(SPEC.format(root=REPO_ROOT))
     gauntlet_data = tmp_path / "gauntlet_data"

@@ -15,6 +15,7 @@ def run_command(action: Callable[[], int | None], interrupted_hint: str = "") ->
     except LimitFoundryError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print(f"\ninterrupted{': ' + interrupted_hint if interrupted_hint else ''}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # a library may re-raise it saying what it saved and how to resume
+        said = str(err) or interrupted_hint
+        print(f"\ninterrupted{': ' + said if said else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED

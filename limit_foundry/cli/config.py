@@ -9,8 +9,8 @@ import argparse
 import sys
 
 from limit_foundry.cli.common import run_command
-from limit_foundry.cli.train import validated_config
 from limit_foundry.config import compose_config, resolved_dict, to_yaml
+from limit_foundry.study.training import validated_config
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry study") -> in
     options = StudyOptions(
         spec=args.spec, stages=tuple(args.only) if args.only else STAGES, out=args.out, dry_run=args.dry_run
     )
-    return run_command(lambda: _run(options))
+    return run_command(
+        lambda: _run(options),
+        interrupted_hint="finished steps are kept; rerun the same command: they are skipped and the "
+        "interrupted step resumes",
+    )
 
 
 def _validate(spec: Path) -> None:

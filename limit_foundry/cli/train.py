@@ -10,36 +10,11 @@ readable checkpoint exits 2 naming it.
 from __future__ import annotations
 
 import sys
-from typing import Any
-
-from omegaconf import DictConfig
 
 from limit_foundry.cli.common import run_command
-from limit_foundry.config import compose_config, resolved_dict
-from limit_foundry.data.dataloader import validate_training_config
-from limit_foundry.errors import ConfigError
-from limit_foundry.models.validation import check_model_section
+from limit_foundry.study.training import validated_config
 
 USAGE = "usage: composer train.py CONFIG.yaml [key=value ...]   (or: composer -m limit_foundry.cli.train ...)"
-
-
-def validated_config(
-    config: str, overrides: list[str], check_paths: bool = True
-) -> tuple[DictConfig, dict[str, Any]]:
-    """The composed config and its resolved form, once every check of a training run has passed.
-
-    The model section's keys and checkpoint (limit_foundry.models.validation), then the config and data
-    checks (limit_foundry.data.dataloader); `limit-foundry config validate` runs the same.
-    """
-    cfg = compose_config(config, overrides)  # its errors name the file and line themselves
-    try:
-        model = resolved_dict(cfg).get("model")
-        if isinstance(model, dict):  # first: a typo in it matters more than a dataset not built yet
-            check_model_section(model, check_paths)
-        resolved = validate_training_config(cfg, check_paths)
-    except ConfigError as err:
-        raise ConfigError(f"{config}: {err}") from err
-    return cfg, resolved
 
 
 def train(config: str, overrides: list[str]) -> None:

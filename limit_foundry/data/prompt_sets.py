@@ -65,7 +65,12 @@ def read_release_text(
 ) -> list[Prompt]:
     """Prompts from a LIMIT release text file (already wrapped, blank-line separated)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # a byte order mark, as some editors write, is skipped
+    except UnicodeDecodeError as err:
+        line = 1 + data[: err.start].count(b"\n")
+        raise PromptSetError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x})") from err
     chunks = _PROMPT_START.split(text)
     if chunks[0].strip():
         raise PromptSetError(f"{path}:1: text before the first prompt (each prompt starts with the preamble)")
@@ -98,7 +103,11 @@ def _row_text(row: dict, where: str) -> str:
 def read_jsonl(path: str | Path, id_prefix: str, dataset: str, datasplit: str) -> list[Prompt]:
     """Prompts from a JSONL file; a row's own `prompt_id`, `dataset` and `datasplit` win over the defaults."""
     prompts = []
-    for line, row in iter_jsonl(path):
+    try:
+        rows = list(iter_jsonl(path))
+    except ValueError as err:  # not UTF-8 or not JSON: the message names the file and line
+        raise PromptSetError(str(err)) from err
+    for line, row in rows:
         where = f"{path}:{line}"
         if not isinstance(row, dict):
             raise PromptSetError(f"{where}: expected a JSON object")

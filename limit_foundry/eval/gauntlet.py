@@ -39,8 +39,8 @@ from limit_foundry.eval.runner import (
     parse_models,
     run_model,
 )
-from limit_foundry.eval.scoring import parse_raw_metrics, score_model
-from limit_foundry.io import atomic_write_json
+from limit_foundry.eval.scoring import SCORED, parse_raw_metrics, score_model, wrong_shot_notes
+from limit_foundry.io import atomic_write_json, check_writable_dir
 from limit_foundry.models.checkpoints import checkpoint_fingerprint
 from limit_foundry.provenance import git_commit, package_versions
 
@@ -135,8 +135,13 @@ def build_results(gauntlet: Gauntlet, models: list[dict[str, Any]], **extra: Any
     }
 
 
-def score_gauntlet(options: ScoreOptions) -> GauntletOutput:
-    """Re-score saved raw metrics with a Gauntlet config (no model, no torch); writes reports with `out`."""
+def score_gauntlet(options: ScoreOptions, log: Callable[[str], None] | None = None) -> GauntletOutput:
+    """Re-score saved raw metrics with a Gauntlet config (no model, no torch); writes reports with `out`.
+
+    A file that scores none of the Gauntlet's benchmarks is refused; `log` (default: stderr) hears of each
+    benchmark whose metrics came only at shot counts the Gauntlet does not score.
+    """
+    say = log or _stderr
     gauntlet = load_gauntlet(options.config)
     examples = {name: _read_json_object(path) for name, path in _named_paths(options.examples)}
     models = []
@@ -144,7 +149,16 @@ def score_gauntlet(options: ScoreOptions) -> GauntletOutput:
         if options.examples and name not in examples:
             raise UserError(f"--examples has no file for model {name!r} ({path})")
         parsed = parse_raw_metrics(gauntlet, _read_json_object(path), examples.get(name), str(path))
-        models.append(score_model(gauntlet, parsed, name))
+        model = score_model(gauntlet, parsed, name)
+        notes = wrong_shot_notes(model)
+        if not any(b["status"] == SCORED for b in model["benchmarks"]):
+            raise DataError(
+                f"{path}: no accuracy of a benchmark of Gauntlet {gauntlet.version} at the shots it scores"
+                + ("".join(f"\n  {note}" for note in notes) or " (keys: metrics/<label>/<n>-shot/<Metric>)")
+            )
+        for note in notes:
+            say(f"warning: {note}")
+        models.append(model)
     results = build_results(gauntlet, models)
     files: list[Path] = []
     if options.out:
@@ -213,8 +227,29 @@ def _check_options(options: GauntletOptions) -> None:
         raise UserError(f"attn_impl {options.attn_impl!r}: use one of {', '.join(ATTN_IMPLS)}")
     if options.limit is not None and options.limit < 1:
         raise UserError("--limit must be >= 1")
+    check_writable_dir(options.out, "--out")
     if (options.out / "results.json").exists() and not options.overwrite:
         raise UserError(f"{options.out}/results.json exists: choose another --out or pass --overwrite")
+
+
+def _interrupted(options: GauntletOptions, scored: list[dict[str, Any]], work: Path) -> str:
+    """What a Ctrl-C leaves behind, and how to carry on: the scratch folder goes unless asked to keep it."""
+    if options.keep_work:
+        kept = f"scratch files kept in {work} (--keep-work)"
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        kept = "scratch files removed"
+    said = [f"no results.json written; {kept}"]
+    if scored:
+        raw = [str(options.out / m["raw_metrics"]) for m in scored]
+        said.append(
+            f"finished models' raw metrics kept in {', '.join(raw)} (re-score them with `limit-foundry gauntlet "
+            f"score --config {options.gauntlet} --metrics FILE`)"
+        )
+    if options.extra_tasks is not None:
+        said.append(f"open-ended answers already written stay in {options.out}/<model>/answers/ and resume")
+    said.append("rerun the same command to evaluate every model again")
+    return "; ".join(said)
 
 
 def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = None) -> GauntletOutput:
@@ -272,32 +307,35 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
 
     work = (out / ".work").resolve()  # absolute: eval runs inside it, and the task files are named from there
     shutil.rmtree(work, ignore_errors=True)
-    tasks = _gauntlet_tasks(gauntlet, present, work)
-    timing = {"prepare_seconds": time.perf_counter() - started}  # checks and smoke-run copies
-    scored = []
-    for entry in models:
-        model_dir = out / entry.model_id
-        icl_tasks = tasks + _extra_task_dicts(
-            extras, options.extra_tasks, model_dir.resolve(), entry.model_id
-        )
-        raw = run_model(entry, icl_tasks, settings, max_seq_len, work / entry.model_id)
-        atomic_write_json(model_dir / "RAW.json", raw.metrics)
-        atomic_write_json(model_dir / "examples.json", raw.examples)
-        result = score_model(
-            gauntlet,
-            parse_raw_metrics(gauntlet, raw.metrics, raw.examples),
-            entry.model_id,
-            [m["benchmark"] for m in missing],
-        )
-        result["other_metrics"] = {
-            k: v for k, v in result["other_metrics"].items() if k.split("/")[1] not in extras
-        }
-        result["beside_gauntlet"] = _beside_gauntlet(raw, extras, entry.model_id)
-        hashing = time.perf_counter()
-        result["checkpoint"] = checkpoint_fingerprint(entry.spec)
-        result["raw_metrics"] = f"{entry.model_id}/RAW.json"  # relative to OUT, as results.json is
-        result["timing"] = {**raw.timing, "fingerprint_seconds": time.perf_counter() - hashing}
-        scored.append(result)
+    scored: list[dict[str, Any]] = []
+    try:
+        tasks = _gauntlet_tasks(gauntlet, present, work)
+        timing = {"prepare_seconds": time.perf_counter() - started}  # checks and smoke-run copies
+        for entry in models:
+            model_dir = out / entry.model_id
+            icl_tasks = tasks + _extra_task_dicts(
+                extras, options.extra_tasks, model_dir.resolve(), entry.model_id
+            )
+            raw = run_model(entry, icl_tasks, settings, max_seq_len, work / entry.model_id)
+            atomic_write_json(model_dir / "RAW.json", raw.metrics)
+            atomic_write_json(model_dir / "examples.json", raw.examples)
+            result = score_model(
+                gauntlet,
+                parse_raw_metrics(gauntlet, raw.metrics, raw.examples),
+                entry.model_id,
+                [m["benchmark"] for m in missing],
+            )
+            result["other_metrics"] = {
+                k: v for k, v in result["other_metrics"].items() if k.split("/")[1] not in extras
+            }
+            result["beside_gauntlet"] = _beside_gauntlet(raw, extras, entry.model_id)
+            hashing = time.perf_counter()
+            result["checkpoint"] = checkpoint_fingerprint(entry.spec)
+            result["raw_metrics"] = f"{entry.model_id}/RAW.json"  # relative to OUT, as results.json is
+            result["timing"] = {**raw.timing, "fingerprint_seconds": time.perf_counter() - hashing}
+            scored.append(result)
+    except KeyboardInterrupt as err:
+        raise KeyboardInterrupt(_interrupted(options, scored, work)) from err
     if not options.keep_work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from limit_foundry.io import atomic_write_bytes, atomic_write_text
+from limit_foundry.io import atomic_write_bytes, atomic_write_text, figure_png
 
 
 def _title(name: str) -> str:
@@ -27,6 +27,13 @@ def _columns(results: dict[str, Any]) -> tuple[list[str], list[str]]:
     gauntlet, first = results["gauntlet"], results["models"][0]
     categories = gauntlet.get("categories") or list(first["categories"])  # results without the order
     return categories, gauntlet.get("averages") or list(first["averages"])
+
+
+def _reason(missing: dict[str, Any]) -> str:
+    if "found_at_shots" in missing:
+        found = ", ".join(f"{n}-shot" for n in missing["found_at_shots"])
+        return f"metrics at {found}, scored at {missing['num_fewshot']}-shot"
+    return missing["reason"].replace("_", " ")
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -67,9 +74,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     ]
     if missing:
         lines += ["", "\\* incomplete category; not scored:", ""]
-        lines += [
-            f"- {model}: {cat} / {x['name']} ({x['reason'].replace('_', ' ')})" for model, cat, x in missing
-        ]
+        lines += [f"- {model}: {cat} / {x['name']} ({_reason(x)})" for model, cat, x in missing]
     if results.get("data", {}).get("missing"):
         files = ", ".join(f"`{m['path']}`" for m in results["data"]["missing"])
         lines += ["", f"Missing benchmark files: {files}"]
@@ -113,7 +118,6 @@ def _benchmark_table(results: dict[str, Any]) -> str:
 
 def bar_chart_png(results: dict[str, Any], path: str | Path) -> None:
     """Grouped bars: one group per category (and average), one bar per model; partial bars hatched."""
-    import io
 
     import matplotlib
 
@@ -143,10 +147,7 @@ def bar_chart_png(results: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"Eval Gauntlet {results['gauntlet']['version']} (hatched: incomplete category)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, figure_png(fig))
 
 
 def write_reports(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:

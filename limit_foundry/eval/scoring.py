@@ -22,6 +22,7 @@ from limit_foundry.errors import DataError
 from limit_foundry.eval.config import Benchmark, Gauntlet
 
 SCORED, MISSING_DATA, NO_METRICS = "scored", "missing_data", "no_metrics"
+WRONG_SHOTS = "wrong_shots"  # metrics only at shot counts the Gauntlet does not score: kept, not scored
 
 
 @dataclass
@@ -30,6 +31,8 @@ class ParsedMetrics:
     accuracy: dict[tuple[str, int], dict[str | None, float]] = field(default_factory=dict)
     examples: dict[tuple[str, int], int] = field(default_factory=dict)
     other: dict[str, float] = field(default_factory=dict)  # keys that are not a Gauntlet benchmark's accuracy
+    # benchmark -> shot counts its accuracy came at that the Gauntlet does not score (those keys are in `other`)
+    other_shots: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _split_key(key: str) -> tuple[str, int, list[str]] | None:
@@ -55,7 +58,14 @@ def parse_raw_metrics(
     examples: Mapping[str, Any] | None = None,
     source: str = "raw metrics",
 ) -> ParsedMetrics:
-    """Sort raw metric keys into each benchmark's accuracy (per subcategory) and everything else."""
+    """Sort raw metric keys into each benchmark's accuracy (per subcategory) and everything else.
+
+    An accuracy outside [0, 1] and an empty mapping are refused; an accuracy at a shot count the Gauntlet
+    does not score is kept among the other metrics and noted in `other_shots`.
+    """
+    if not raw:
+        raise DataError(f"{source}: no metrics (expected keys like metrics/<label>/<n>-shot/<Metric>)")
+    shots_scored = {b.name: b.num_fewshot for b in gauntlet.benchmarks}
     parsed = ParsedMetrics()
     for key, value in raw.items():
         number = _value(key, value, source)
@@ -70,6 +80,11 @@ def parse_raw_metrics(
             elif len(rest) == 2 and task.metric in rest:
                 subcategory = rest[0] if rest[1] == task.metric else rest[1]
                 matched = True
+        if matched and not 0.0 <= number <= 1.0:
+            raise DataError(f"{source}: {key!r} is {number}: an accuracy must lie in [0, 1]")
+        if matched and shots_scored.get(label) != shots:
+            parsed.other_shots.setdefault(label, []).append(shots)
+            matched = False
         if not matched:
             parsed.other[key] = number
             continue
@@ -117,6 +132,9 @@ def _benchmark_result(
     }
     if benchmark.name in missing_data:
         result["status"] = MISSING_DATA
+    elif key not in parsed.accuracy and benchmark.name in parsed.other_shots:
+        result["status"] = WRONG_SHOTS
+        result["found_at_shots"] = sorted(set(parsed.other_shots[benchmark.name]))
     elif key not in parsed.accuracy:
         result["status"] = NO_METRICS
     else:
@@ -126,6 +144,26 @@ def _benchmark_result(
         result["accuracy"] = _mean(slot.values())
         result["score"] = rescale(result["accuracy"], benchmark, gauntlet)
     return result
+
+
+def _missing(result: dict[str, Any]) -> dict[str, Any]:
+    """Why a benchmark is not scored, with the shot counts its metrics came at when those were wrong."""
+    entry = {"name": result["name"], "reason": result["status"]}
+    if "found_at_shots" in result:
+        entry["found_at_shots"] = result["found_at_shots"]
+        entry["num_fewshot"] = result["num_fewshot"]
+    return entry
+
+
+def wrong_shot_notes(model: dict[str, Any]) -> list[str]:
+    """One line per benchmark of a scored model whose metrics came only at shot counts the Gauntlet does
+    not score."""
+    return [
+        f"{model['model_id']}: {b['name']} has metrics at {', '.join(f'{n}-shot' for n in b['found_at_shots'])}; "
+        f"the Gauntlet scores it at {b['num_fewshot']}-shot: not scored (kept under other_metrics)"
+        for b in model["benchmarks"]
+        if b["status"] == WRONG_SHOTS
+    ]
 
 
 def score_model(
@@ -144,7 +182,7 @@ def score_model(
             "complete": complete,
             "benchmarks_scored": len(scored),
             "benchmarks_total": len(members),
-            "missing": [{"name": r["name"], "reason": r["status"]} for r in rows if r["status"] != SCORED],
+            "missing": [_missing(r) for r in rows if r["status"] != SCORED],
             "label": "complete" if complete else f"partial: {len(scored)} of {len(rows)} benchmarks",
         }
     averages: dict[str, dict[str, Any]] = {}

@@ -49,6 +49,7 @@ from limit_foundry.generate.run import (
     check_common_options,
     default_generator_name,
     finish_output,
+    interrupted_with_count,
     model_identity,
     now_utc,
     output_file,
@@ -428,9 +429,11 @@ def _generate(
                 if stop.is_set():  # drop what has not started; what is in flight is still recorded
                     for future in [f for f in pending if f.cancel()]:
                         pending.pop(future)
-    except BaseException:
+    except BaseException as err:
         stop.set()
         client.close()  # in-flight requests end now instead of at their timeout
+        if isinstance(err, KeyboardInterrupt):
+            raise interrupted_with_count(paths, len(plan.order)) from err
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

@@ -47,6 +47,7 @@ from limit_foundry.generate.output import (
     record_key,
     write_manifest,
 )
+from limit_foundry.io import check_writable_dir, read_jsonl_log
 from limit_foundry.models.checkpoints import (
     CheckpointSpec,
     LoadedCheckpoint,
@@ -132,6 +133,18 @@ def check_generator_path(generator: str) -> None:
             f"generator name {generator!r} (from --generator or the model path) would leave --out-dir: use "
             "names joined by '/', without '..', '.', empty parts, a leading '/' or backslashes"
         )
+
+
+def check_output_path(out: Path, option: str) -> None:
+    """The output JSON must be a file (or not exist yet) in a folder this process can write."""
+    if out.is_dir():
+        hint = (
+            "--out names the output JSON file (for a folder use --out-dir DIR)"
+            if option == "--out"
+            else "the answers file goes there: move the folder away"
+        )
+        raise ConfigError(f"{option}: {out} is a folder; {hint}")
+    check_writable_dir(out.parent, option)
 
 
 def _comma_items(value: str, option: str) -> list[str]:
@@ -261,11 +274,15 @@ def check_common_options(run: GenerationRun) -> str:
 
 
 def output_file(run: GenerationRun, generator: str, prompt_set: PromptSet) -> Path:
-    """`--out`, or `<out_dir>/<generator>/<prompt set>.json` (the generator name checked as a path)."""
+    """`--out`, or `<out_dir>/<generator>/<prompt set>.json`, checked as a path this process can write."""
     if run.out is not None:
-        return Path(run.out)
+        out = Path(run.out)
+        check_output_path(out, "--out")
+        return out
     check_generator_path(generator)
-    return Path(run.out_dir) / generator / f"{prompt_set.name}.json"
+    out = Path(run.out_dir) / generator / f"{prompt_set.name}.json"
+    check_output_path(out, "--out-dir")
+    return out
 
 
 def prepare_run(
@@ -348,10 +365,16 @@ def run_generations(
         return holding[0]
 
     summaries = []
-    for each in prepared:
-        summaries.append(_run_prepared(each, lambda each=each: model_for(each)))
-        if report is not None:
-            report(summaries[-1])
+    try:
+        for each in prepared:
+            summaries.append(_run_prepared(each, lambda each=each: model_for(each)))
+            if report is not None:
+                report(summaries[-1])
+    except KeyboardInterrupt as err:
+        finished = [f"{s.out} finished" for s in summaries]
+        raise KeyboardInterrupt(
+            "; ".join([*finished, *filter(None, [str(err)]), "rerun the same command to resume"])
+        ) from err
     return summaries
 
 
@@ -440,34 +463,43 @@ def _generate_missing(
     clock = time.perf_counter()
     batches = plan_batches(todo, run.batch_size, loaded.context_length, run.max_batch_tokens, run.max_padding)
     progress = tqdm(total=len(todo), unit="answer", disable=not run.progress, desc=prepared.generator)
-    with open_progress_log(paths) as log, progress:
-        for batch in batches:
-            results = generate_batch(loaded.model, loaded.tokenizer, batch, run.decoding, eos_ids)
-            for item, result in zip(batch, results, strict=True):
-                record = make_record(
-                    instruction=item.prompt.instruction,
-                    output=result.text,
-                    generator=prepared.generator,
-                    dataset=item.prompt.dataset,
-                    datasplit=item.prompt.datasplit,
-                    seed=item.seed,
-                    prompt_id=item.prompt.prompt_id,
-                    finish_reason=result.finish_reason,
-                    prompt_tokens=result.prompt_tokens,
-                    output_tokens=result.output_tokens,
-                )
-                log.write(record)
-                records[record_key(record)] = record
-                generated_tokens += result.output_tokens
-            progress.update(len(batch))
-            rate = generated_tokens / max(time.perf_counter() - clock, 1e-9)
-            progress.set_postfix_str(f"{rate:.1f} tok/s")
+    try:
+        with open_progress_log(paths) as log, progress:
+            for batch in batches:
+                results = generate_batch(loaded.model, loaded.tokenizer, batch, run.decoding, eos_ids)
+                for item, result in zip(batch, results, strict=True):
+                    record = make_record(
+                        instruction=item.prompt.instruction,
+                        output=result.text,
+                        generator=prepared.generator,
+                        dataset=item.prompt.dataset,
+                        datasplit=item.prompt.datasplit,
+                        seed=item.seed,
+                        prompt_id=item.prompt.prompt_id,
+                        finish_reason=result.finish_reason,
+                        prompt_tokens=result.prompt_tokens,
+                        output_tokens=result.output_tokens,
+                    )
+                    log.write(record)
+                    records[record_key(record)] = record
+                    generated_tokens += result.output_tokens
+                progress.update(len(batch))
+                rate = generated_tokens / max(time.perf_counter() - clock, 1e-9)
+                progress.set_postfix_str(f"{rate:.1f} tok/s")
+    except KeyboardInterrupt as err:
+        raise interrupted_with_count(paths, len(prepared.expected)) from err
     elapsed = time.perf_counter() - clock
 
     order = [(p.prompt_id, s) for s in prepared.seeds for p in prepared.prompt_set.prompts]
     return finish_output(
         paths, prepared.identity, details, records, order, state, len(todo), generated_tokens, elapsed
     )
+
+
+def interrupted_with_count(paths: OutputPaths, expected: int) -> KeyboardInterrupt:
+    """A Ctrl-C that says how many answers the progress log holds (a write the interrupt cut short counts)."""
+    saved = len(read_jsonl_log(paths.partial).records)
+    return KeyboardInterrupt(f"{paths.out}: {saved} of {expected} answers saved in {paths.partial}")
 
 
 def finish_output(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.errors import DataError
-from limit_foundry.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from limit_foundry.io import atomic_write_bytes, atomic_write_json, atomic_write_text, figure_png
 from limit_foundry.judge.alpaca_eval_io import ANOMALIES, MAX_EXAMPLES, comparison_from_files
 from limit_foundry.judge.length_control import MEANING, load_instruction_difficulty
 from limit_foundry.judge.report import fmt
@@ -250,10 +250,7 @@ def render_png(rows: list[dict[str, Any]]) -> bytes:
     ax.set_xlabel("B's win rate (output_2's generator)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def reanalyze(options: ReanalysisOptions) -> ReanalysisResult:

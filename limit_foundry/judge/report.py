@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from limit_foundry.errors import EXIT_FAILURES, EXIT_OK, ConfigError
-from limit_foundry.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from limit_foundry.io import atomic_write_bytes, atomic_write_json, atomic_write_text, figure_png
 from limit_foundry.judge.alpaca_eval_io import load_alpaca_eval
 from limit_foundry.judge.length_control import MEANING, load_instruction_difficulty
 from limit_foundry.judge.results import load_result_dir
@@ -279,10 +279,7 @@ def render_png(summaries: list[ComparisonSummary]) -> bytes:
     ax.set_xlabel("share of judged pairs")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, frameon=False)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def write_report(options: ReportOptions) -> ReportResult:

@@ -32,6 +32,7 @@ from limit_foundry.data.packing import FIT, fit_packing_ratio
 from limit_foundry.data.recipes import RecipeError, parse_recipe
 from limit_foundry.errors import ConfigError, PlatformError
 from limit_foundry.provenance import git_commit
+from limit_foundry.study.training import validate_composed
 
 DEFAULT_IMAGE = "mosaicml/llm-foundry:2.7.0_cu128-latest"
 FOUNDRY_REPO = "mosaicml/llm-foundry"
@@ -573,9 +574,10 @@ def platform_parameters(config_path: str | Path, overrides: list[str]) -> dict[s
     try:
         declared = config.compose_config(config_path).get("variables") or {}
         defaults = [f"variables.{key}={value}" for key, value in GPU_DEFAULTS.items() if key in declared]
-        return config.resolved_dict(config.compose_config(config_path, [*defaults, *overrides]))
+        composed = config.compose_config(config_path, [*defaults, *overrides])
     except config.ConfigError as err:
         raise ConfigError(f"{config_path}: {err}") from err
+    return validate_composed(composed, config_path, check_paths=False)
 
 
 def preflight(parameters: dict[str, Any], target: PlatformTarget, data_root: Path | None) -> RunArithmetic:

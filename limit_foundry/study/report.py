@@ -13,14 +13,13 @@ Every number comes from the stage outputs in STUDY_DIR; nothing is recomputed fr
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from limit_foundry.errors import DataError
 from limit_foundry.eval.report import bar_chart_png, markdown_table
-from limit_foundry.io import atomic_write_bytes, atomic_write_text
+from limit_foundry.io import atomic_write_bytes, atomic_write_text, figure_png
 from limit_foundry.judge.length_control import MEANING as LC_MEANING
 from limit_foundry.judge.records import JUDGMENTS
 from limit_foundry.judge.report import render_png
@@ -155,10 +154,7 @@ def paradigms_png(
                 fontsize=8,
             )
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def _fmt(value: float | None) -> str:
@@ -311,6 +307,11 @@ def build_report(study: Path) -> Path:
     """Write STUDY/report.md and STUDY/figures/*.png; returns the report's path. A missing or unreadable
     stage output raises a DataError naming the file."""
     study_record = _read_json(study / "study.json")
+    spec = study_record.get("spec") if isinstance(study_record, dict) else None
+    if not isinstance(spec, dict) or not {"name", "path"} <= spec.keys():
+        raise DataError(
+            f"{study / 'study.json'}: not a study record (no spec name and path): was it written by a study run?"
+        )
     figures = study / "figures"
     lines = [
         f"# LIMIT study: {study_record['spec']['name']}",

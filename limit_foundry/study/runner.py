@@ -18,8 +18,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from limit_foundry.data.prompt_sets import NAMED_SETS, load_prompt_set
 from limit_foundry.data.recipes import parse_recipe
-from limit_foundry.errors import ConfigError, UserError
+from limit_foundry.errors import ConfigError, DataError, UserError
 from limit_foundry.eval.config import VERSIONS
 from limit_foundry.io import atomic_write_json, stable_json_hash
 from limit_foundry.study.manifest import StudyManifest
@@ -118,10 +119,14 @@ def missing_local_inputs(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
                 )
     if "generate" in stages:
         for name, path in spec.prompt_sets.items():
+            where = f"{spec.path}:{spec.line_of('generate.prompt_sets')}: prompt set {name}"
             if path and not Path(path).exists():
-                problems.append(
-                    f"{spec.path}:{spec.line_of('generate.prompt_sets')}: prompt set {name}: {path} not found"
-                )
+                problems.append(f"{where}: {path} not found")
+            elif path or name != "lima_test":  # lima_test without a path is read from the hub (HF_TOKEN)
+                try:  # read as the generate stage will: an empty or unreadable file fails now
+                    load_prompt_set(name, path) if name in NAMED_SETS else load_prompt_set(path or name)
+                except DataError as err:
+                    problems.append(f"{where}: {err}")
     if "gauntlet" in stages:
         data_dir = gauntlet_data_dir(spec)
         if not data_dir.is_dir():

@@ -8,8 +8,10 @@ bigbench_elementary_math_qa. The custom evaluators inside LLM Foundry's eval: te
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -184,6 +186,25 @@ def test_unknown_gauntlet_version_stops_before_model_work(
 ) -> None:
     assert main(["run", "--model", str(tiny_gpt2_dir), "--gauntlet", "v7", "--out", str(tmp_path)]) == 2
     assert "unknown Gauntlet version 'v7'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("a_file", r"--out: .*a_file is a file, not a folder"),
+        ("a_file/out", r"cannot make the folder .*a_file is a file"),
+    ],
+)
+def test_an_out_that_cannot_be_a_folder_stops_before_model_work(
+    tiny_gpt2_dir: Path, tmp_path: Path, capsys, out: str, message: str
+) -> None:
+    (tmp_path / "a_file").write_text("")
+    samples = Path(str(importlib.resources.files("limit_foundry") / "assets" / "samples" / "icl"))
+    code = main(
+        ["run", "--model", str(tiny_gpt2_dir), "--out", str(tmp_path / out), "--data-dir", str(samples)]
+    )
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_a_checkpoint_without_weights_is_named(tmp_path: Path, capsys) -> None:

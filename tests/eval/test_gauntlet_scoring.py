@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,55 @@ def test_score_loads_no_model_stack(v0, repo_root: Path, tmp_path: Path) -> None
         printed["models"][0]["model_id"] == "modelB"
         and printed["models"][0]["averages"]["average"]["complete"]
     )
+
+
+@pytest.mark.parametrize("value", [1.7, -0.1])
+def test_an_accuracy_outside_zero_to_one_names_the_key(v0, value) -> None:
+    with pytest.raises(
+        DataError, match=rf"RAW.json: 'metrics/copa/0-shot/{MC}' is {value}: an accuracy must"
+    ):
+        parse_raw_metrics(v0, {f"metrics/copa/0-shot/{MC}": value}, source="RAW.json")
+
+
+def test_a_metric_at_the_wrong_shot_count_is_reported_and_kept(v0, tmp_path: Path, capsys) -> None:
+    raw = full_raw(v0)
+    del raw[f"metrics/arc_easy/10-shot/{MC}"]
+    raw[f"metrics/arc_easy/5-shot/{MC}"] = 0.9
+    result = score_model(v0, parse_raw_metrics(v0, raw), "m")
+    arc_easy = next(b for b in result["benchmarks"] if b["name"] == "arc_easy")
+    assert (
+        arc_easy["status"] == "wrong_shots"
+        and arc_easy["found_at_shots"] == [5]
+        and arc_easy["score"] is None
+    )
+    assert result["other_metrics"] == {f"metrics/arc_easy/5-shot/{MC}": 0.9}
+    world = result["categories"]["world_knowledge"]
+    assert not world["complete"] and world["missing"] == [
+        {"name": "arc_easy", "reason": "wrong_shots", "found_at_shots": [5], "num_fewshot": 10}
+    ]
+
+    raw_path = tmp_path / "m" / "RAW.json"
+    raw_path.parent.mkdir()
+    raw_path.write_text(json.dumps(raw))
+    assert main(["score", "--config", "v0", "--metrics", str(raw_path), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: m: arc_easy has metrics at 5-shot; the Gauntlet scores it at 10-shot: not scored" in err
+    assert (
+        "world_knowledge / arc_easy (metrics at 5-shot, scored at 10-shot)"
+        in (tmp_path / "r" / "results.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({}, r"RAW.json: no metrics"),
+        ({"metrics/other_task/0-shot/Accuracy": 0.5}, r"RAW.json: no accuracy of a benchmark of Gauntlet v0"),
+        ({f"metrics/copa/5-shot/{MC}": 0.5}, r"copa has metrics at 5-shot; the Gauntlet scores it at 0-shot"),
+    ],
+)
+def test_score_refuses_a_file_that_scores_nothing(tmp_path: Path, capsys, raw, message) -> None:
+    path = tmp_path / "RAW.json"
+    path.write_text(json.dumps(raw))
+    assert main(["score", "--config", "v0", "--metrics", str(path)]) == 2
+    assert re.search(message, capsys.readouterr().err)

@@ -132,10 +132,11 @@ def test_interrupted_run_resumes_without_redoing_work(tiny_llama_dir, prompts_fi
     reference = run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "reference.json"))
     out = tmp_path / "answers.json"
     calls = watch_batches(fail_on_call=2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as interrupted:
         run_generation(run_of(tiny_llama_dir, prompts_file, out))
     done_before = len((tmp_path / "answers.json.partial.jsonl").read_text().splitlines())
     assert done_before == calls[0] > 0 and not out.exists()
+    assert str(interrupted.value) == f"{out}: {done_before} of 12 answers saved in {out}.partial.jsonl"
     assert json.loads((tmp_path / "answers.json.manifest.json").read_text())["status"] == "running"
 
     calls = watch_batches()
@@ -280,3 +281,24 @@ def test_smollm2_answers_through_its_chat_template(tmp_path, write_jsonl):
     (record,) = json.loads(run.out.read_text())
     assert "Paris" in record["output"]
     assert record["finish_reason"] == "stop" and "<|im_end|>" not in record["output"]
+
+
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_model_loads(
+    tiny_llama_dir, prompts_file, tmp_path, monkeypatch
+):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a refused run must not load the model")
+
+    monkeypatch.setattr(generation_run, "load_checkpoint", no_loading)
+    folder = tmp_path / "a_folder"
+    (folder / "kept.txt").parent.mkdir()
+    (folder / "kept.txt").write_text("kept")
+    with pytest.raises(ConfigError, match=r"--out: .*a_folder is a folder; --out names the output JSON file"):
+        run_generation(run_of(tiny_llama_dir, prompts_file, folder, overwrite=True))
+    assert (folder / "kept.txt").read_text() == "kept"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=r"--out: .*a_file is a file, not a folder"):
+        run_generation(run_of(tiny_llama_dir, prompts_file, a_file / "answers.json"))
+    with pytest.raises(ConfigError, match=r"--out-dir: cannot make the folder .*a_file is a file"):
+        run_generation(run_of(tiny_llama_dir, prompts_file, None, out_dir=a_file / "sub"))

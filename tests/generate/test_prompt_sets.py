@@ -146,5 +146,22 @@ def test_unusable_sources_are_refused(tmp_path):
     with pytest.raises(PromptSetError, match="unknown prompt file type"):
         load_prompt_set(str(tmp_path / "prompts.csv"))
     (tmp_path / "broken.jsonl").write_text('{"instruction": "ok"}\n{not json\n')
-    with pytest.raises(ValueError, match=r"broken.jsonl:2: not valid JSON"):
+    with pytest.raises(PromptSetError, match=r"broken.jsonl:2: not valid JSON"):
         load_prompt_set(str(tmp_path / "broken.jsonl"))
+
+
+def test_a_byte_order_mark_is_accepted_in_both_layouts(tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(b'\xef\xbb\xbf{"instruction": "Why?"}\n')
+    assert [p.instruction for p in load_prompt_set(str(tmp_path / "bom.jsonl")).prompts] == ["Why?"]
+    release = "Below is an instruction that describes a task. Write a response that appropriately completes "
+    release += "the request.\n### Instruction:\nWhy?\n### Response:\n"
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + release.encode())
+    assert [p.instruction for p in load_prompt_set(str(tmp_path / "bom.txt")).prompts] == ["Why?"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".txt"])
+def test_bytes_that_are_not_utf8_are_named_with_file_and_line(tmp_path, suffix):
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes('{"instruction": "ok"}\n{"instruction": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(PromptSetError, match=rf"latin1{suffix}:2: not UTF-8 text \(byte 0xe9"):
+        load_prompt_set(str(path))

@@ -394,10 +394,17 @@ def test_a_packed_config_counts_packed_steps(tmp_path: Path) -> None:
         "tokenizer": {"stats": {"train": {"total_tokens": {"mean": 400}}}},
     }
     (dataset / "manifest.json").write_text(json.dumps(manifest))
-    packed = paper("mpt7b_mix.yaml", "train_loader.dataset.packing_ratio=fit")
+    packed = paper(
+        "mpt7b_mix.yaml", "train_loader.dataset.packing_ratio=fit", "model.attn_uses_sequence_id=true"
+    )
     arithmetic = run_arithmetic(packed, gpus=8, data_root=tmp_path / "data")
     assert arithmetic.packing_ratio == pytest.approx(4.9)  # 0.97 * 2048 / 400, one decimal
     assert arithmetic.steps_per_epoch(arithmetic.packing_ratio) == int(6_000 // (48 * 4.9))
     assert "packed: 4.9 samples per row" in "\n".join(arithmetic.lines())
-    unknown = run_arithmetic(paper("mpt7b_mix.yaml", "train_loader.dataset.packing_ratio=auto"), gpus=8)
+    unknown = run_arithmetic(
+        paper(
+            "mpt7b_mix.yaml", "train_loader.dataset.packing_ratio=auto", "model.attn_uses_sequence_id=true"
+        ),
+        gpus=8,
+    )
     assert "packing_ratio auto is set at start-up; steps counted unpacked" in "\n".join(unknown.lines())

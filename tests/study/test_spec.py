@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,10 @@ def checkout_with_paper_specs(root: Path) -> Path:
         (yamls / "studies" / spec.name).write_text(spec.read_text())
     prompts = root / "data" / "limit_test_prompts" / "instructv3_test_prompts.txt"
     prompts.parent.mkdir(parents=True)
-    prompts.write_text("placeholder: a dry run reads no prompt\n")
+    prompts.write_text(  # one prompt in the release layout: validation reads the file
+        "Below is an instruction that describes a task. Write a response that appropriately completes the "
+        "request.\n\n### Instruction\nName a prime number.\n\n### Response\n"
+    )
     return root
 
 
@@ -151,6 +155,32 @@ def test_missing_prompt_file_rejected_before_any_stage(
         f"{path}:15: prompt set lima_test: {tmp_path}/limit_foundry/assets/samples/lima/nope.jsonl not found"
         in err
     )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"questions.jsonl: no prompts"),
+        (b'{"instruction": "Why?"}\nnot json\n', r"questions.jsonl:2: not valid JSON"),
+        (b'{"instruction": "caf\xe9"}\n', r"questions.jsonl:1: not UTF-8 text"),
+    ],
+)
+def test_an_unreadable_prompt_file_fails_validation_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    prompts = tmp_path / "prompts" / "questions.jsonl"
+    prompts.parent.mkdir()
+    prompts.write_bytes(content)
+    spec = GOOD.replace(
+        "lima_test: limit_foundry/assets/samples/lima/test.jsonl", "questions: prompts/questions.jsonl"
+    )
+    path = write(tmp_path, spec)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:15: prompt set questions: {tmp_path}/prompts/questions.jsonl" in err
+    assert re.search(message, err), err
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
 
 
