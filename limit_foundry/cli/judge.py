@@ -147,6 +147,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"OpenAI-compatible endpoint (default: $OPENAI_BASE_URL or {DEFAULT_BASE_URL})",
     )
     backend.add_argument(
+        "--provider",
+        help="what the run's identity and the response cache call the endpoint (default: host:port/path of "
+        "--base-url); name it when the same model is served at changing addresses, e.g. a local vLLM server "
+        "whose port changes between runs, so a rerun resumes instead of conflicting",
+    )
+    backend.add_argument(
         "--concurrency",
         type=int,
         default=8,

@@ -92,6 +92,7 @@ class RunOptions:
     order_seed: int = ALPACA_EVAL_ORDER_SEED
     backend: str = "openai"
     base_url: str = DEFAULT_BASE_URL
+    provider: str | None = None  # the endpoint's name in identity and cache keys (default: from base_url)
     concurrency: int = 8
     timeout: float = 60.0
     max_attempts: int = 6
@@ -240,7 +241,7 @@ def _make_backend(options: RunOptions, api_key: str | None) -> Backend:
 def _provider(options: RunOptions) -> str:
     if options.backend == "hf":
         return HFBackend(options.model).provider
-    return provider_of(options.base_url)
+    return options.provider or provider_of(options.base_url)
 
 
 def _price(options: RunOptions) -> Price | None:

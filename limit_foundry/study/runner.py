@@ -23,6 +23,7 @@ from limit_foundry.data.recipes import parse_recipe
 from limit_foundry.errors import ConfigError, DataError, UserError
 from limit_foundry.eval.config import VERSIONS
 from limit_foundry.io import atomic_write_json, stable_json_hash
+from limit_foundry.models.vllm_server import VllmServer, VllmServerOptions, find_vllm_python
 from limit_foundry.study.manifest import StudyManifest
 from limit_foundry.study.platform import (
     RunArithmetic,
@@ -34,7 +35,9 @@ from limit_foundry.study.platform import preflight as platform_preflight
 from limit_foundry.study.spec import STAGES, StudySpec, load_spec
 from limit_foundry.study.stages import (
     ICL_SAMPLES_DIR,
+    SERVER_URL,
     STAGE_BUILDERS,
+    ServedModel,
     Step,
     StudyLayout,
     gauntlet_data_dir,
@@ -144,6 +147,29 @@ def missing_local_inputs(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def missing_vllm(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
+    """The vLLM environment, when a chosen stage serves a model with it (`make vllm` creates one)."""
+    users = []
+    if "generate" in stages and spec.generate_backend == "vllm":
+        users.append("generate.backend")
+    if "judge" in stages and spec.comparisons and judge_backend(spec) == "vllm":
+        users.append("judge.backend")
+    if not users:
+        return []
+    if spec.vllm_python:
+        if Path(spec.vllm_python).is_file():
+            return []
+        where = f"{spec.path}:{spec.line_of('vllm.python')}: vllm.python"
+        return [
+            f"{where}: {spec.vllm_python} is not a Python interpreter (needed by {' and '.join(users)} vllm)"
+        ]
+    try:
+        find_vllm_python()
+    except UserError as err:
+        return [f"{spec.path}:{spec.line_of(key)}: {key} vllm: {err}" for key in users]
+    return []
+
+
 def platform_runs(spec: StudySpec, layout: StudyLayout) -> dict[str, RunArithmetic]:
     """Each platform training run checked as `limit-foundry submit` will check it, before any stage starts.
 
@@ -164,7 +190,9 @@ def platform_runs(spec: StudySpec, layout: StudyLayout) -> dict[str, RunArithmet
 
 def preflight(spec: StudySpec, stages: tuple[str, ...]) -> None:
     """Everything that can be known wrong before a stage starts: credentials and the spec's local files."""
-    problems = missing_credentials(spec, stages) + missing_local_inputs(spec, stages)
+    problems = (
+        missing_credentials(spec, stages) + missing_local_inputs(spec, stages) + missing_vllm(spec, stages)
+    )
     if problems:
         raise ConfigError("cannot start:\n  " + "\n  ".join(problems))
 
@@ -220,14 +248,62 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class StageServers:
+    """The vLLM server the running steps need, started when the first step that names it runs (a stage whose
+    steps are all current starts none) and kept for the following ones; stopped when another is needed or the
+    stage ends, Ctrl-C and errors included."""
+
+    def __init__(self) -> None:
+        self.served: ServedModel | None = None
+        self.server: VllmServer | None = None
+
+    def url_for(self, served: ServedModel) -> str:
+        if self.served != served:
+            self.stop()
+            options = VllmServerOptions(
+                model_dir=served.model_dir,
+                log_path=served.log,
+                python=find_vllm_python(served.python),
+                served_model_name=served.name,
+                extra_args=served.args,
+            )
+            print(f"   starting vLLM on {served.model_dir} (log: {served.log})", flush=True)
+            self.server, self.served = VllmServer(options), served
+            self.server.start()
+            print(f"   vLLM serves {served.name} at {self.server.base_url} "
+                  f"(up in {self.server.startup_s or 0:.0f} s)", flush=True)  # fmt: skip
+        assert self.server is not None
+        self.server.check()
+        return self.server.base_url
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.server, self.served = None, None
+
+
+def _served_command(step: Step, servers: StageServers, env: dict[str, str] | None):
+    """The step's command and environment with its server's live URL in place (a local server needs no key:
+    the user's OpenAI key is not sent to it)."""
+    if step.server is None:
+        return list(step.command), env
+    url = servers.url_for(step.server)
+    command = [url if part == SERVER_URL else part for part in step.command]
+    return command, {**(env or os.environ), "OPENAI_API_KEY": "EMPTY"}
+
+
 def _run_step(
-    step: Step, manifest: StudyManifest, fingerprint: str, env: dict[str, str] | None
+    step: Step,
+    manifest: StudyManifest,
+    fingerprint: str,
+    env: dict[str, str] | None,
+    servers: StageServers,
 ) -> tuple[float, float, bool]:
     """Run one step's command; returns (wall seconds, CPU seconds of its processes, partial).
 
     CPU seconds are reported beside wall time because on a shared machine they vary far less.
     """
-    command = list(step.command)
+    command, env = _served_command(step, servers, env)
     previous = manifest.step(step.key)
     if step.overwrite_flag and previous and previous.get("fingerprint") != fingerprint:
         command.append(step.overwrite_flag)  # earlier outputs came from other inputs: replace them
@@ -276,6 +352,8 @@ def execute_stages(
     if dry_run:
         for step in steps:
             print(f"[{step.stage}] {step.key}\n  {shlex.join(step.command)}")
+            if step.server is not None:
+                print(f"  ({SERVER_URL}: a vLLM server on {step.server.model_dir}, one for the stage)")
         return {}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / STUDY_JSON, _study_record(spec, layout, plan(spec, layout, STAGES)))
@@ -284,35 +362,39 @@ def execute_stages(
         stage_steps = [s for s in steps if s.stage == stage]
         started, ran, skipped, stage_cpu = time.monotonic(), 0, 0, 0.0
         print(f"== stage {index}/{len(stages)}: {stage} ({len(stage_steps)} steps)", flush=True)
-        for number, step in enumerate(stage_steps, 1):
-            missing = _missing_inputs(step)
-            if missing:
-                raise UserError(
-                    f"step {step.key} cannot start: {[str(p) for p in missing]} missing (an earlier stage did not "
-                    "produce it; after platform training, put each run's HF export at OUT/models/<run>)"
+        servers = StageServers()
+        try:
+            for number, step in enumerate(stage_steps, 1):
+                missing = _missing_inputs(step)
+                if missing:
+                    raise UserError(
+                        f"step {step.key} cannot start: {[str(p) for p in missing]} missing (an earlier stage did not "
+                        "produce it; after platform training, put each run's HF export at OUT/models/<run>)"
+                    )
+                fingerprint = _fingerprint(manifest, step)
+                if manifest.is_current(step.key, fingerprint, step.outputs):
+                    print(f"   [{number}/{len(stage_steps)}] {step.key}: current, skipped", flush=True)
+                    skipped += 1
+                    continue
+                env = step_env(spec)
+                threads = f" (OMP_NUM_THREADS={env['OMP_NUM_THREADS']})" if env else ""
+                print(
+                    f"   [{number}/{len(stage_steps)}] {step.key}{threads}: {shlex.join(step.command)}",
+                    flush=True,
                 )
-            fingerprint = _fingerprint(manifest, step)
-            if manifest.is_current(step.key, fingerprint, step.outputs):
-                print(f"   [{number}/{len(stage_steps)}] {step.key}: current, skipped", flush=True)
-                skipped += 1
-                continue
-            env = step_env(spec)
-            threads = f" (OMP_NUM_THREADS={env['OMP_NUM_THREADS']})" if env else ""
-            print(
-                f"   [{number}/{len(stage_steps)}] {step.key}{threads}: {shlex.join(step.command)}",
-                flush=True,
-            )
-            wall, cpu, partial = _run_step(step, manifest, fingerprint, env)
-            manifest.record_step(
-                step.key, step.stage, step.command, fingerprint, step.outputs, wall, cpu, partial
-            )
-            note = " (partial: some items failed; the next run retries them)" if partial else ""
-            print(
-                f"   [{number}/{len(stage_steps)}] {step.key}: done in {wall:.0f} s (CPU {cpu:.0f} s){note}",
-                flush=True,
-            )
-            ran += 1
-            stage_cpu += cpu
+                wall, cpu, partial = _run_step(step, manifest, fingerprint, env, servers)
+                manifest.record_step(
+                    step.key, step.stage, step.command, fingerprint, step.outputs, wall, cpu, partial
+                )
+                note = " (partial: some items failed; the next run retries them)" if partial else ""
+                print(
+                    f"   [{number}/{len(stage_steps)}] {step.key}: done in {wall:.0f} s (CPU {cpu:.0f} s){note}",
+                    flush=True,
+                )
+                ran += 1
+                stage_cpu += cpu
+        finally:
+            servers.stop()
         timings[stage] = time.monotonic() - started
         manifest.record_stage(stage, timings[stage], stage_cpu, ran, skipped)
         print(

@@ -35,7 +35,8 @@ BASE_MODELS: dict[str, str] = {
     "mpt-30b": "hub",
 }
 TRAIN_TARGETS = ("local", "platform")
-JUDGE_BACKENDS = ("hf", "openai", "auto")
+JUDGE_BACKENDS = ("hf", "openai", "vllm", "auto")
+GENERATE_BACKENDS = ("hf", "vllm", "openai")
 JUDGE_ORDERS = ("both", "single-seeded")
 STAGES = ("data", "train", "gauntlet", "generate", "judge", "report")
 
@@ -68,6 +69,13 @@ class StudySpec:
     prompt_sets: dict[str, str | None] = field(default_factory=dict)
     seeds: int = 1
     generate_args: list[str] = field(default_factory=list)
+    generate_backend: str = "hf"  # hf: in process; vllm: a vLLM server per model; openai: a server you run
+    generate_base_url: str | None = None  # for openai
+    served_models: dict[str, str] = field(default_factory=dict)  # openai: run -> served name (default: run)
+    vllm_args: list[str] = field(default_factory=list)  # extra vLLM server arguments (both vllm backends)
+    vllm_python: str | None = (
+        None  # the vLLM environment's interpreter (default: found as `generate` finds it)
+    )
     judge_backend: str = "auto"
     judge_hf_model: str = "base"
     judge_openai_model: str = "gpt-4o"
@@ -293,7 +301,22 @@ def load_spec(path: str | Path) -> StudySpec:
     }
     spec.seeds = generate.get("seeds", int, 1)
     spec.generate_args = generate.strings("args")
+    spec.generate_backend = generate.choice("backend", GENERATE_BACKENDS, "hf")
+    spec.generate_base_url = generate.get("base_url", str)
+    if spec.generate_backend == "openai" and not spec.generate_base_url:
+        raise generate.fail("backend", "backend openai needs generate.base_url (the server serving each run)")
+    served = generate.get("served_models", dict, {})
+    for run_name, served_name in served.items():
+        if run_name not in spec.runs or not isinstance(served_name, str):
+            raise generate.fail("served_models", f"{run_name!r}: map a run name to the name its server uses")
+    spec.served_models = {str(k): str(v) for k, v in served.items()}
     generate.check_unknown()
+
+    vllm = top.section("vllm")
+    spec.vllm_args = vllm.strings("args")
+    python = vllm.get("python", str)
+    spec.vllm_python = spec_path(path, python) if python else None
+    vllm.check_unknown()
 
     judge = top.section("judge")
     spec.judge_backend = judge.choice("backend", JUDGE_BACKENDS, "auto")
@@ -313,6 +336,14 @@ def load_spec(path: str | Path) -> StudySpec:
     judge.check_unknown()
     if spec.judge_hf_model == "base" and spec.base_model_kind != "prepare" and spec.judge_backend != "openai":
         raise judge.fail("hf_model", f"`base` needs a prepared base model; {spec.base_model} is not one")
+    if (
+        spec.judge_backend == "vllm"
+        and spec.judge_hf_model != "base"
+        and not os.path.isdir(spec.judge_hf_model)
+    ):
+        raise judge.fail(
+            "hf_model", f"backend vllm serves a local HF model directory; {spec.judge_hf_model} is not one"
+        )
     top.check_unknown()
     return spec
 

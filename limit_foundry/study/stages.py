@@ -55,6 +55,24 @@ class Step:
     overwrite_flag: str | None = None  # passed when redoing a step whose earlier outputs are stale
     after: Callable[[], None] | None = None  # in-process work once the command succeeded
     partial_exit_code: int | None = None  # "finished, but some items failed": recorded, retried on rerun
+    server: ServedModel | None = None  # a vLLM server the runner keeps up for the command (SERVER_URL in it)
+
+
+# Stands for the served model's URL in a step's command, so the command (and its fingerprint) does not depend
+# on the port of the day; the runner puts the live server's URL in its place.
+SERVER_URL = "{served-url}"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A local model that the runner serves with vLLM while the steps that name it run (started once for all
+    of them): the judge of every comparison is one server, not one per comparison."""
+
+    model_dir: Path
+    name: str
+    log: Path
+    python: str | None = None
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,7 +282,7 @@ def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             else:
                 prompts = ["--prompts", str(path)]
             out = layout.generation(name, prompt_set)
-            command = cli("generate", "--model", str(layout.model_dir(name)), *prompts)
+            command = cli("generate", *generate_model_args(spec, layout, name), *prompts)
             command += [
                 "--out",
                 str(out),
@@ -288,14 +306,50 @@ def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     return steps
 
 
+def generate_model_args(spec: StudySpec, layout: StudyLayout, run: str) -> list[str]:
+    """How `generate` reaches run `run`'s model: in process (hf), through a vLLM server it starts on the HF
+    export (vllm), or through a server the user runs (openai: prompts tokenized with the export's tokenizer)."""
+    model_dir = str(layout.model_dir(run))
+    if spec.generate_backend == "hf":
+        return ["--model", model_dir]
+    if spec.generate_backend == "vllm":
+        python = ["--vllm-python", spec.vllm_python] if spec.vllm_python else []
+        return ["--model", model_dir, "--backend", "vllm", *python, *vllm_arg_flags(spec)]
+    served = spec.served_models.get(run, run)
+    return [
+        "--model",
+        served,
+        "--backend",
+        "openai",
+        "--base-url",
+        str(spec.generate_base_url),
+        "--tokenizer",
+        model_dir,
+    ]
+
+
+def vllm_arg_flags(spec: StudySpec) -> list[str]:
+    return [f"--vllm-arg={arg}" for arg in spec.vllm_args]
+
+
 def judge_model(spec: StudySpec, layout: StudyLayout) -> str:
     if judge_backend(spec) == "openai":
         return spec.judge_openai_model
     return str(layout.base_dir(spec)) if spec.judge_hf_model == "base" else spec.judge_hf_model
 
 
+def judge_server(spec: StudySpec, layout: StudyLayout) -> ServedModel | None:
+    """The judge's vLLM server (`judge.backend: vllm`), served under the model folder's name."""
+    if judge_backend(spec) != "vllm":
+        return None
+    model_dir = Path(judge_model(spec, layout))
+    return ServedModel(
+        model_dir, model_dir.name, layout.out / "judge" / "vllm.log", spec.vllm_python, tuple(spec.vllm_args)
+    )
+
+
 def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
-    backend, model = judge_backend(spec), judge_model(spec, layout)
+    backend, model, server = judge_backend(spec), judge_model(spec, layout), judge_server(spec, layout)
     steps = []
     for a, b in spec.comparisons:
         for prompt_set in spec.prompt_sets:
@@ -307,21 +361,22 @@ def judge_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
                 str(out),
                 "--order",
                 spec.judge_order,
-                "--model",
-                model,
-                "--backend",
-                backend,
             ]
+            if server is not None:
+                command += ["--model", server.name, "--backend", "openai", "--base-url", SERVER_URL]
+                command += ["--provider", f"vllm:{server.model_dir.resolve()}"]  # the same on every port
+            else:
+                command += ["--model", model, "--backend", backend]
             if spec.judge_template:
                 command += ["--template", spec.judge_template]
             if spec.judge_base_url and backend == "openai":
                 command += ["--base-url", spec.judge_base_url]
             command += spec.judge_args
-            inputs = answers + ([Path(model)] if backend == "hf" else [])
+            inputs = answers + ([Path(model)] if backend in ("hf", "vllm") else [])
             if spec.judge_template and spec.judge_template not in builtin_templates():
                 inputs.append(Path(spec.judge_template))  # an edited template file reruns the judging
             key = f"judge:{a}_vs_{b}:{prompt_set}"
-            steps.append(Step("judge", key, command, inputs, [out], partial_exit_code=1))
+            steps.append(Step("judge", key, command, inputs, [out], partial_exit_code=1, server=server))
     return steps
 
 

@@ -596,6 +596,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised():
             return
         app, path = self.app, self.path.split("?")[0].rstrip("/")
+        if path == "/health":  # as vLLM's server answers once it is up
+            return self._send(200, {})
         if path == "/v1/models":
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in app.models]
             return self._send(200, {"object": "list", "data": data})

@@ -420,3 +420,23 @@ def test_run_then_report_from_the_command_line(tmp_path, server, monkeypatch, ca
     assert limit_foundry(report_args) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["comparisons"][0]["n_units"] == 12
+
+
+def test_a_named_provider_resumes_a_run_whose_server_came_back_on_another_port(tmp_path):
+    a, b = write_sides(tmp_path, *distinct_answers(3, seeds=(0,)))
+    out = tmp_path / "out"
+    with FakeOpenAIServer(models=(MODEL,), api_key=API_KEY, faults=[Fault("server_500")]) as first:
+        result = _run(first, a, b, out, provider="vllm:/models/judge", max_attempts=1)
+        first_url = first.base_url
+    assert result.exit_code != EXIT_OK  # nothing judged: every call failed
+    with FakeOpenAIServer(models=(MODEL,), api_key=API_KEY) as second:
+        assert first_url != second.base_url
+        again = _run(second, a, b, out, provider="vllm:/models/judge")
+        assert again.exit_code == EXIT_OK, again.message
+        assert again.calls == 6 == second.counters.judgment_completions
+        second.reset_counters()
+        assert _run(second, a, b, out, provider="vllm:/models/judge").calls == 0  # resumed, not conflicting
+    run = json.loads((out / "run.json").read_text())
+    assert (
+        run["base_url_host"] == "vllm:/models/judge" and run["identity"]["provider"] == "vllm:/models/judge"
+    )
