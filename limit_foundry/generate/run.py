@@ -105,7 +105,8 @@ class GenerationRun:
     overwrite: bool = False
     progress: bool = True
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core; shared by processes)
-    processes: int = 1  # processes splitting the work, each with its own model (on GPU: one per device)
+    processes: int = 1  # processes splitting the work, each with its own model (on GPU: one per device);
+    # they are spawned, so a script that asks for several must guard its entry with `if __name__ == "__main__":`
 
 
 @dataclass

@@ -1,22 +1,22 @@
 """A generation run split across processes: the batches each process takes, the progress logs of every
 process, resuming from logs written by another number of processes, and (slow) real processes on the CPU:
-two of them write the file one writes, and a process killed mid-run loses nothing."""
+two of them write the file one writes, and a process killed mid-run stops the others and loses nothing."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 import signal
-import subprocess
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from limit_foundry.data.prompt_sets import Prompt
-from limit_foundry.errors import ConfigError, OutputConflictError
+from limit_foundry.errors import ConfigError, LimitFoundryError, OutputConflictError
 from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.engine import WorkItem, assign_batches, batch_cost, plan_batches
 from limit_foundry.generate.output import (
@@ -161,16 +161,16 @@ def test_a_loaded_model_serves_one_process_only(tiny_llama_dir, prompts_file, tm
         run_generation(run_of(tiny_llama_dir, prompts_file, tmp_path / "a.json", processes=2), loaded)
 
 
-def generation_children(pid: int) -> list:
-    """The spawned generation processes of `pid` (not multiprocessing's resource tracker)."""
+def generation_children() -> list:
+    """This process's spawned generation processes (not multiprocessing's resource tracker)."""
     import psutil
 
-    return [c for c in psutil.Process(pid).children() if "spawn_main" in " ".join(c.cmdline())]
+    return [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
 
 
 @pytest.mark.slow
 def test_two_processes_write_what_one_writes_and_a_killed_process_loses_nothing(
-    tiny_llama_dir, tmp_path, write_jsonl, repo_root
+    tiny_llama_dir, tmp_path, write_jsonl
 ):
     questions = [f"Question number {i} about {'things ' * (i % 4)}?" for i in range(10)]
     prompts = write_jsonl(tmp_path / "many.jsonl", [{"instruction": q} for q in questions])
@@ -181,31 +181,26 @@ def test_two_processes_write_what_one_writes_and_a_killed_process_loses_nothing(
     manifest = json.loads((tmp_path / "two.json.manifest.json").read_text())
     assert manifest["processes"] == 2 and manifest["process_devices"] == ["cpu", "cpu"]
 
-    out = tmp_path / "killed.json"
-    args = ["--model", str(tiny_llama_dir), "--prompts", str(prompts), "--out", str(out), "--max-new-tokens", "48",
-            "--batch-size", "2", "--seeds", "2", "--generator", "tiny", "--processes", "2", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "limit_foundry.generate", *args], env=env, stderr=subprocess.PIPE, text=True
-    )
-    paths = OutputPaths(out)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and parent.poll() is None:
-        if any(read_jsonl_log(log).records for log in paths.progress_logs()):
-            break
-        time.sleep(0.02)
-    workers = generation_children(parent.pid)
-    assert parent.poll() is None and len(workers) == 2, "the run finished before it could be killed"
-    workers[1].send_signal(signal.SIGKILL)
-    _, stderr = parent.communicate(timeout=60)
-    assert parent.returncode == 1, stderr
-    assert "generation process " in stderr and " of 2 (cpu) was killed by SIGKILL" in stderr, stderr
-    assert "the other processes were stopped" in stderr and "rerun the same command to resume" in stderr
-    assert not workers[0].is_running() or workers[0].status() == "zombie"
-    assert not out.exists()
+    paths = OutputPaths(tmp_path / "killed.json")
+    with ThreadPoolExecutor(1) as coordinator:
+        run = coordinator.submit(run_generation, dataclasses.replace(one, out=paths.out, processes=2))
+        deadline = time.monotonic() + 120
+        while not run.done() and not any(read_jsonl_log(log).records for log in paths.progress_logs()):
+            assert time.monotonic() < deadline, "no answer within 120 s"
+            time.sleep(0.02)
+        workers = generation_children()
+        assert not run.done() and len(workers) == 2, "the run finished before a process could be killed"
+        workers[1].send_signal(signal.SIGKILL)
+        with pytest.raises(LimitFoundryError) as stopped:
+            run.result(timeout=60)
+    said = str(stopped.value)
+    assert re.search(r"^generation process [01] of 2 \(cpu\) was killed by SIGKILL; the other processes were "
+                     r"stopped; \d+ of 20 answers saved in .*killed\.json\.partial\.\d\.jsonl", said), said  # fmt: skip
+    assert said.endswith("rerun the same command to resume") and generation_children() == []
+    assert not paths.out.exists()
     finished_before = [r for log in paths.progress_logs() for r in read_jsonl_log(log).records]
     assert 0 < len(finished_before) < 20
 
-    summary = run_generation(dataclasses.replace(one, out=out))  # now in one process
+    summary = run_generation(dataclasses.replace(one, out=paths.out))  # now in one process
     assert summary.resumed == len(finished_before) and summary.generated_now == 20 - summary.resumed
-    assert out.read_bytes() == reference.out.read_bytes() and paths.progress_logs() == []
+    assert paths.out.read_bytes() == reference.out.read_bytes() and paths.progress_logs() == []
