@@ -297,8 +297,9 @@ def process_devices(device: str, processes: int) -> list[str]:
     """The device of each process: cuda:k for process k on GPU, the CPU for every process otherwise."""
     if processes < 1:
         raise ConfigError(f"--processes must be >= 1, got {processes}")
+    # a platform may set WORLD_SIZE for the whole node; a launcher's ranks also carry LOCAL_RANK
     launched = os.environ.get("WORLD_SIZE", "1")
-    if launched.isdigit() and int(launched) > 1:
+    if "LOCAL_RANK" in os.environ and launched.isdigit() and int(launched) > 1:
         raise ConfigError(
             f"started by a distributed launcher (WORLD_SIZE={launched}): every rank would answer every prompt; "
             f"run one process with --processes {launched} instead"
