@@ -165,6 +165,15 @@ def build_parser(prog: str = "limit-foundry generate") -> argparse.ArgumentParse
         help="CPU threads for torch; on a machine shared with other jobs 1 can be many times faster "
         "(default: 0 = torch's default, one per core)",
     )
+    run.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="hf backend: split the answers across this many processes, each with its own copy of the model "
+        "(on GPU process k uses cuda:k, one per GPU; on the CPU each gets an equal share of the cores), merged "
+        "into one output file identical to a single process's; each process keeps its own progress log, and a "
+        "rerun with any count resumes (default: %(default)s)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_server_arguments(parser)
     return parser
@@ -268,6 +277,7 @@ def options_from_args(args: argparse.Namespace) -> GenerationRun:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         threads=args.threads,
+        processes=args.processes,
     )
 
 
@@ -284,7 +294,12 @@ def print_summary(summary: RunSummary) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "limit-foundry generate") -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.backend != "hf" and args.processes != 1:
+        parser.error(
+            f"--processes is for --backend hf; --backend {args.backend} sends --concurrency requests"
+        )
 
     def generate() -> None:
         if args.backend == "hf":

@@ -117,6 +117,27 @@ def plan_batches(
     return batches
 
 
+def batch_cost(batch: Sequence[WorkItem]) -> int:
+    """Token positions a batch computes: rows x (padded prompt + its longest budget)."""
+    return len(batch) * (max(len(it.input_ids) for it in batch) + max(it.budget for it in batch))
+
+
+def assign_batches(batches: Sequence[list[WorkItem]], shards: int) -> list[list[list[WorkItem]]]:
+    """Deal whole batches to `shards` processes, the costliest first to the least loaded one.
+
+    Batches stay as `plan_batches` made them, so every row is computed in the same batch as in one
+    process; each process keeps its batches in plan order. Deterministic: every process computes the
+    same assignment from the same plan.
+    """
+    loads = [0] * shards
+    owner = [0] * len(batches)
+    for index in sorted(range(len(batches)), key=lambda i: (-batch_cost(batches[i]), i)):
+        shard = min(range(shards), key=lambda s: (loads[s], s))
+        owner[index] = shard
+        loads[shard] += batch_cost(batches[index])
+    return [[batch for batch, o in zip(batches, owner, strict=True) if o == shard] for shard in range(shards)]
+
+
 class FinishTracker:
     """A `generate` stopping criterion that records each row's stop step and reason.
 

@@ -1,8 +1,10 @@
 """Where a generation run's results live, and how a killed run resumes without redoing work.
 
 `<out>` (JSON list of AlpacaEval-style records, written atomically once every (prompt, seed) is done),
-`<out>.partial.jsonl` (append-only progress, one record per finished row) and `<out>.manifest.json`
-(what produced the records). The manifest's `identity` holds everything that decides the text; a run
+`<out>.partial.jsonl` (append-only progress, one record per finished row; a run in several processes
+writes one log per process, `<out>.partial.<k>.jsonl`) and `<out>.manifest.json` (what produced the
+records). Records are keyed by (prompt_id, seed), so resuming reads every progress log, whatever the
+number of processes that wrote them. The manifest's `identity` holds everything that decides the text; a run
 whose identity differs from the one on disk is refused rather than mixed in.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,8 +71,24 @@ class OutputPaths:
         self.manifest = self.out.with_name(self.out.name + ".manifest.json")
         self.lock = self.out.with_name(self.out.name + ".lock")
 
+    def shard_log(self, shard: int) -> Path:
+        """The progress log of process `shard` of a run in several processes."""
+        return self.out.with_name(f"{self.out.name}.partial.{shard}.jsonl")
+
+    def progress_logs(self) -> list[Path]:
+        """Every progress log on disk: the single process's, then each process's in shard order."""
+        pattern = re.compile(rf"{re.escape(self.out.name)}\.partial\.(\d+)\.jsonl")
+        shards = []
+        if self.out.parent.is_dir():
+            for path in self.out.parent.iterdir():
+                match = pattern.fullmatch(path.name)
+                if match:
+                    shards.append((int(match.group(1)), path))
+        single = [self.partial] if self.partial.exists() else []
+        return single + [path for _, path in sorted(shards)]
+
     def existing(self) -> list[Path]:
-        return [p for p in (self.out, self.partial, self.manifest) if p.exists()]
+        return [p for p in (self.out, self.manifest) if p.exists()] + self.progress_logs()
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
@@ -116,14 +135,17 @@ def inspect_output(
         )
     if paths.out.exists():
         return ResumeState(True, {})
-    log = read_jsonl_log(paths.partial)
     done: dict[tuple[str, int], dict[str, Any]] = {}
-    for number, record in enumerate(log.records, start=1):
-        key = record_key(record)
-        if key not in expected:
-            raise OutputConflictError(f"{paths.partial}: record {number} {key} is not part of this run")
-        done[key] = record
-    return ResumeState(False, done, log.torn_tail)
+    torn_tail = False
+    for path in paths.progress_logs():
+        log = read_jsonl_log(path)
+        torn_tail |= log.torn_tail
+        for number, record in enumerate(log.records, start=1):
+            key = record_key(record)
+            if key not in expected:
+                raise OutputConflictError(f"{path}: record {number} {key} is not part of this run")
+            done[key] = record
+    return ResumeState(False, done, torn_tail)
 
 
 class OutputLock:
@@ -182,11 +204,17 @@ def write_manifest(paths: OutputPaths, identity: dict[str, Any], details: dict[s
     atomic_write_json(paths.manifest, manifest)
 
 
-def open_progress_log(paths: OutputPaths) -> JsonlAppender:
-    return JsonlAppender(paths.partial)
+def open_progress_log(paths: OutputPaths, shard: int | None = None) -> JsonlAppender:
+    """The single process's progress log, or process `shard`'s in a run in several processes."""
+    return JsonlAppender(paths.partial if shard is None else paths.shard_log(shard))
+
+
+def discard_progress_logs(paths: OutputPaths) -> None:
+    for path in paths.progress_logs():
+        path.unlink(missing_ok=True)
 
 
 def finalize(paths: OutputPaths, records: list[dict[str, Any]]) -> None:
-    """Write the final JSON atomically, then drop the progress log it supersedes."""
+    """Write the final JSON atomically, then drop the progress logs it supersedes."""
     atomic_write_json(paths.out, records)
-    paths.partial.unlink(missing_ok=True)
+    discard_progress_logs(paths)

@@ -8,16 +8,24 @@ the judge matches on); its sidecar manifest records the model's hash, the prompt
 settings, the template and the package versions. A killed run resumes from its append-only progress log, a
 finished one is not redone, and a run with different settings is refused rather than mixed into another
 run's file.
+
+With `processes` > 1 the run is split across that many spawned processes, each with its own copy of the
+model (on GPU process k uses cuda:k): every process plans the same batches and takes whole batches of them
+(`engine.assign_batches`), writes its own progress log, and the coordinator merges every log into the one
+output file once all have finished. Answers are seeded per (seed, prompt) and computed in the same batches
+as in one process, so the file is the one a single process writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import re
 import time
+import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +34,12 @@ from urllib.parse import urlsplit
 
 from limit_foundry.data.prompt_sets import NAMED_SETS, PromptSet, load_prompt_set
 from limit_foundry.data.templates import resolve_template
-from limit_foundry.errors import ConfigError
+from limit_foundry.errors import ConfigError, InternalError, LimitFoundryError
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import (
     DEFAULT_MAX_PADDING,
+    WorkItem,
+    assign_batches,
     build_work_items,
     eos_token_ids,
     generate_batch,
@@ -40,6 +50,7 @@ from limit_foundry.generate.output import (
     OutputPaths,
     ResumeState,
     clear_output,
+    discard_progress_logs,
     finalize,
     inspect_output,
     make_record,
@@ -47,7 +58,8 @@ from limit_foundry.generate.output import (
     record_key,
     write_manifest,
 )
-from limit_foundry.io import check_writable_dir, read_jsonl_log
+from limit_foundry.generate.shards import WorkerExit, WorkerProcesses, exit_with_parent, ignore_interrupts
+from limit_foundry.io import JsonlAppender, check_writable_dir, read_jsonl_log
 from limit_foundry.models.checkpoints import (
     CheckpointSpec,
     LoadedCheckpoint,
@@ -92,7 +104,9 @@ class GenerationRun:
     trust_remote_code: bool = False
     overwrite: bool = False
     progress: bool = True
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core)
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default (one per core; shared by processes)
+    processes: int = 1  # processes splitting the work, each with its own model (on GPU: one per device);
+    # they are spawned, so a script that asks for several must guard its entry with `if __name__ == "__main__":`
 
 
 @dataclass
@@ -241,10 +255,16 @@ class PreparedRun:
     identity: dict[str, Any]
     fingerprint: dict[str, Any]  # the model's kind, location and hashes, recorded in the manifest
     paths: OutputPaths
+    devices: list[str]  # one per process
 
     @property
     def expected(self) -> set[tuple[str, int]]:
         return {(p.prompt_id, s) for p in self.prompt_set.prompts for s in self.seeds}
+
+    @property
+    def order(self) -> list[tuple[str, int]]:
+        """The records' order in the output file: seed by seed, prompts in their file's order."""
+        return [(p.prompt_id, s) for s in self.seeds for p in self.prompt_set.prompts]
 
 
 def model_identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -271,6 +291,32 @@ def check_common_options(run: GenerationRun) -> str:
         return resolve_template(run.template)
     except ValueError as err:
         raise ConfigError(f"--template: {err}") from err
+
+
+def process_devices(device: str, processes: int) -> list[str]:
+    """The device of each process: cuda:k for process k on GPU, the CPU for every process otherwise."""
+    if processes < 1:
+        raise ConfigError(f"--processes must be >= 1, got {processes}")
+    # a platform may set WORLD_SIZE for the whole node; a launcher's ranks also carry LOCAL_RANK
+    launched = os.environ.get("WORLD_SIZE", "1")
+    if "LOCAL_RANK" in os.environ and launched.isdigit() and int(launched) > 1:
+        raise ConfigError(
+            f"started by a distributed launcher (WORLD_SIZE={launched}): every rank would answer every prompt; "
+            f"run one process with --processes {launched} instead"
+        )
+    if processes == 1 or not device.startswith("cuda"):
+        return [device] * processes
+    if device != "cuda":
+        raise ConfigError(
+            f"--processes {processes} puts process k on cuda:k: give --device cuda (or auto), not {device} "
+            "(choose the GPUs with CUDA_VISIBLE_DEVICES)"
+        )
+    import torch
+
+    visible = torch.cuda.device_count()
+    if processes > visible:
+        raise ConfigError(f"--processes {processes}: one GPU per process, but {visible} GPU(s) are visible")
+    return [f"cuda:{k}" for k in range(processes)]
 
 
 def output_file(run: GenerationRun, generator: str, prompt_set: PromptSet) -> Path:
@@ -300,6 +346,7 @@ def prepare_run(
     prompt_set = load_prompt_set(run.prompts, run.prompts_path)
     spec = spec or identify_checkpoint(run.model, run.train_yaml, run.tokenizer)
     device, dtype = resolve_device_and_dtype(run.device, run.dtype)
+    devices = process_devices(device, run.processes)
     seeds = list(range(run.first_seed, run.first_seed + run.seeds))
     generator = run.generator or default_generator_name(spec)
     out = output_file(run, generator, prompt_set)
@@ -317,7 +364,17 @@ def prepare_run(
         "attn_impl": None if spec.kind == "hf" else resolve_attn_impl(run.attn_impl, device),
     }
     return PreparedRun(
-        run, prompt_set, spec, seeds, generator, device, dtype, identity, fingerprint, OutputPaths(out)
+        run,
+        prompt_set,
+        spec,
+        seeds,
+        generator,
+        device,
+        dtype,
+        identity,
+        fingerprint,
+        OutputPaths(out),
+        devices,
     )
 
 
@@ -325,8 +382,12 @@ def run_generation(run: GenerationRun, loaded: LoadedCheckpoint | None = None) -
     """Check everything (prompts, checkpoint, output path), load the model, generate what is missing.
 
     `loaded` lets a caller that already holds the model (a benchmark, the Gauntlet's open-ended
-    evaluator) skip loading; it must be the checkpoint `run.model` names.
+    evaluator) skip loading; it must be the checkpoint `run.model` names (and the run one process).
     """
+    if loaded is not None and run.processes != 1:
+        raise ConfigError(
+            f"--processes {run.processes}: each process loads its own model; pass no loaded model"
+        )
     prepared = prepare_run(run, loaded.spec if loaded else None)
     return _run_prepared(prepared, lambda: loaded or _load(prepared))
 
@@ -397,7 +458,8 @@ def _load(prepared: PreparedRun) -> LoadedCheckpoint:
 
 
 def _run_prepared(prepared: PreparedRun, model: Callable[[], LoadedCheckpoint]) -> RunSummary:
-    """Generate what `prepared`'s output lacks, under its lock; `model` is called only when there is work."""
+    """Generate what `prepared`'s output lacks, under its lock; `model` is called only when there is work
+    in this process."""
     started, clock = now_utc(), time.perf_counter()
     paths = prepared.paths
     with OutputLock(paths):
@@ -407,24 +469,28 @@ def _run_prepared(prepared: PreparedRun, model: Callable[[], LoadedCheckpoint]) 
             else inspect_output(paths, prepared.identity, prepared.expected)
         )
         if state.finished:
-            paths.partial.unlink(missing_ok=True)  # a kill between the final write and this cleanup
+            discard_progress_logs(paths)  # a kill between the final write and this cleanup
             return RunSummary(
                 paths.out, len(prepared.expected), 0, 0, True, {}, 0, time.perf_counter() - clock
             )
+        if len(prepared.devices) > 1:
+            return _generate_in_processes(prepared, state, started)
         return _generate_missing(prepared, model(), state, started)
 
 
-def _generate_missing(
-    prepared: PreparedRun, loaded: LoadedCheckpoint, state: ResumeState, started: str
-) -> RunSummary:
-    import torch
-    from tqdm import tqdm
+def _plan_work(
+    prepared: PreparedRun, loaded: LoadedCheckpoint, done: Collection[tuple[str, int]], started: str
+) -> tuple[dict[str, Any], list[list[WorkItem]]]:
+    """The manifest's details for this model, and the batches of every (prompt, seed) not in `done`.
 
-    run, paths = prepared.run, prepared.paths
+    Every process of a run computes the same plan from the same inputs.
+    """
+    import torch
+
+    run = prepared.run
     if run.threads:
         torch.set_num_threads(run.threads)
     use_chat = use_chat_template(run.chat_template, loaded.tokenizer)
-    eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
     items = build_work_items(
         prepared.prompt_set.prompts,
         prepared.seeds,
@@ -434,7 +500,7 @@ def _generate_missing(
         run.decoding.max_new_tokens,
         loaded.context_length,
     )
-    todo = [it for it in items if (it.prompt.prompt_id, it.seed) not in state.done]
+    todo = [it for it in items if (it.prompt.prompt_id, it.seed) not in done]
     details = {
         "status": "running",
         "started_at": started,
@@ -442,7 +508,7 @@ def _generate_missing(
         "decoding_defaults": PAPER_DEFAULTS_NOTE,
         "template_name": run.template,
         "chat_template_used": use_chat,
-        "eos_token_ids": eos_ids,
+        "eos_token_ids": eos_token_ids(loaded.model, loaded.tokenizer),
         "context_length": loaded.context_length,
         "batch_size": run.batch_size,
         "cpu_threads": torch.get_num_threads(),
@@ -450,10 +516,53 @@ def _generate_missing(
         "max_padding": run.max_padding,
         "answers_capped_by_context": sum(it.budget < run.decoding.max_new_tokens for it in items),
         "load": loaded.details,
+        "processes": len(prepared.devices),
         "prompts_source": prepared.prompt_set.source,
         "package_versions": package_versions(),
         "git_commit": git_commit(),
     }
+    batches = plan_batches(todo, run.batch_size, loaded.context_length, run.max_batch_tokens, run.max_padding)
+    return details, batches
+
+
+def _generate_batches(
+    prepared: PreparedRun,
+    loaded: LoadedCheckpoint,
+    batches: list[list[WorkItem]],
+    eos_ids: list[int],
+    log: JsonlAppender,
+    batch_done: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """Answer `batches` in turn, appending each record to `log`; `batch_done` hears each batch's records."""
+    for batch in batches:
+        results = generate_batch(loaded.model, loaded.tokenizer, batch, prepared.run.decoding, eos_ids)
+        records = []
+        for item, result in zip(batch, results, strict=True):
+            record = make_record(
+                instruction=item.prompt.instruction,
+                output=result.text,
+                generator=prepared.generator,
+                dataset=item.prompt.dataset,
+                datasplit=item.prompt.datasplit,
+                seed=item.seed,
+                prompt_id=item.prompt.prompt_id,
+                finish_reason=result.finish_reason,
+                prompt_tokens=result.prompt_tokens,
+                output_tokens=result.output_tokens,
+            )
+            log.write(record)
+            records.append(record)
+        batch_done(records)
+
+
+def _generate_missing(
+    prepared: PreparedRun, loaded: LoadedCheckpoint, state: ResumeState, started: str
+) -> RunSummary:
+    from tqdm import tqdm
+
+    run, paths = prepared.run, prepared.paths
+    details, batches = _plan_work(prepared, loaded, state.done, started)
+    todo = sum(len(batch) for batch in batches)
     if run.overwrite:
         clear_output(paths)
     write_manifest(paths, prepared.identity, details)
@@ -461,45 +570,162 @@ def _generate_missing(
     records = dict(state.done)
     generated_tokens = 0
     clock = time.perf_counter()
-    batches = plan_batches(todo, run.batch_size, loaded.context_length, run.max_batch_tokens, run.max_padding)
-    progress = tqdm(total=len(todo), unit="answer", disable=not run.progress, desc=prepared.generator)
+    progress = tqdm(total=todo, unit="answer", disable=not run.progress, desc=prepared.generator)
+
+    def batch_done(batch_records: list[dict[str, Any]]) -> None:
+        nonlocal generated_tokens
+        for record in batch_records:
+            records[record_key(record)] = record
+        generated_tokens += sum(r["output_tokens"] for r in batch_records)
+        progress.update(len(batch_records))
+        progress.set_postfix_str(f"{generated_tokens / max(time.perf_counter() - clock, 1e-9):.1f} tok/s")
+
     try:
         with open_progress_log(paths) as log, progress:
-            for batch in batches:
-                results = generate_batch(loaded.model, loaded.tokenizer, batch, run.decoding, eos_ids)
-                for item, result in zip(batch, results, strict=True):
-                    record = make_record(
-                        instruction=item.prompt.instruction,
-                        output=result.text,
-                        generator=prepared.generator,
-                        dataset=item.prompt.dataset,
-                        datasplit=item.prompt.datasplit,
-                        seed=item.seed,
-                        prompt_id=item.prompt.prompt_id,
-                        finish_reason=result.finish_reason,
-                        prompt_tokens=result.prompt_tokens,
-                        output_tokens=result.output_tokens,
-                    )
-                    log.write(record)
-                    records[record_key(record)] = record
-                    generated_tokens += result.output_tokens
-                progress.update(len(batch))
-                rate = generated_tokens / max(time.perf_counter() - clock, 1e-9)
-                progress.set_postfix_str(f"{rate:.1f} tok/s")
+            _generate_batches(prepared, loaded, batches, details["eos_token_ids"], log, batch_done)
     except KeyboardInterrupt as err:
         raise interrupted_with_count(paths, len(prepared.expected)) from err
     elapsed = time.perf_counter() - clock
-
-    order = [(p.prompt_id, s) for s in prepared.seeds for p in prepared.prompt_set.prompts]
     return finish_output(
-        paths, prepared.identity, details, records, order, state, len(todo), generated_tokens, elapsed
+        paths, prepared.identity, details, records, prepared.order, state, todo, generated_tokens, elapsed
     )
 
 
+def process_threads(threads: int, devices: list[str]) -> int:
+    """Torch threads per process: `threads`, or on the CPU an equal share of its cores (0: torch's default)."""
+    if threads or len(devices) == 1 or devices[0] != "cpu":
+        return threads
+    return max(1, len(os.sched_getaffinity(0)) // len(devices))
+
+
+def _generate_in_processes(prepared: PreparedRun, state: ResumeState, started: str) -> RunSummary:
+    """Split the missing answers across one spawned process per device, then merge their progress logs.
+
+    Every process loads its model and reports ready; only then does `--overwrite` clear the old output and
+    the manifest say `running`. An error or a death in any process stops the others.
+    """
+    from tqdm import tqdm
+
+    run, paths, count = prepared.run, prepared.paths, len(prepared.devices)
+    threads = process_threads(run.threads, prepared.devices)
+    jobs = [
+        (dataclasses.replace(prepared, device=device), shard, threads, set(state.done), started)
+        for shard, device in enumerate(prepared.devices)
+    ]
+    todo = len(prepared.expected) - len(state.done)
+    ready: dict[int, dict[str, Any]] = {}
+    finished: set[int] = set()
+    generated_tokens, clock = 0, time.perf_counter()
+    progress = tqdm(total=todo, unit="answer", disable=not run.progress, desc=prepared.generator)
+    progress.set_postfix_str(f"loading the model in {count} processes")
+    try:
+        with WorkerProcesses(_process_main, jobs, name="generate") as workers, progress:
+            for shard, message in workers.messages():
+                if isinstance(message, WorkerExit):
+                    if shard not in finished:
+                        raise LimitFoundryError(
+                            f"{_process_name(prepared, shard)} {message.describe()}; the other processes were "
+                            f"stopped; {saved_answers(paths, len(prepared.expected))}: rerun the same command "
+                            "to resume"
+                        )
+                    continue
+                kind, payload = message
+                if kind == "ready":
+                    ready[shard] = payload
+                    if len(ready) == count:
+                        details = {**ready[0], "process_devices": prepared.devices}
+                        if run.overwrite:
+                            clear_output(paths)
+                        write_manifest(paths, prepared.identity, details)
+                        clock = time.perf_counter()
+                        progress.reset()  # the rate counts from here, not from the loading
+                        progress.set_postfix_str(f"{count} processes")
+                        workers.send_all("go")
+                elif kind == "batch":
+                    answers, tokens = payload
+                    generated_tokens += tokens
+                    progress.update(answers)
+                    rate = generated_tokens / max(time.perf_counter() - clock, 1e-9)
+                    progress.set_postfix_str(f"{rate:.1f} tok/s, {count - len(finished)}/{count} processes")
+                elif kind == "done":
+                    finished.add(shard)
+                else:  # "error"
+                    raise _process_error(prepared, shard, payload)
+    except KeyboardInterrupt as err:
+        raise interrupted_with_count(paths, len(prepared.expected)) from err
+    elapsed = time.perf_counter() - clock
+    merged = inspect_output(paths, prepared.identity, prepared.expected)
+    missing = prepared.expected - merged.done.keys()
+    if missing:
+        raise InternalError(f"{paths.out}: every process finished, yet {len(missing)} answers are missing")
+    return finish_output(
+        paths, prepared.identity, details, merged.done, prepared.order, state, todo, generated_tokens, elapsed
+    )
+
+
+def _process_name(prepared: PreparedRun, shard: int) -> str:
+    return f"generation process {shard} of {len(prepared.devices)} ({prepared.devices[shard]})"
+
+
+def _process_error(prepared: PreparedRun, shard: int, error: LimitFoundryError | str) -> LimitFoundryError:
+    """The error a process reported, naming the process: our own errors keep their class (and exit status)."""
+    where = _process_name(prepared, shard)
+    if isinstance(error, LimitFoundryError):
+        return type(error)(f"{where}: {error}")
+    return LimitFoundryError(
+        f"{where} failed: {error} (its traceback is above); the other processes were stopped; "
+        f"{saved_answers(prepared.paths, len(prepared.expected))}: rerun the same command to resume"
+    )
+
+
+def _process_main(
+    connection: Any, prepared: PreparedRun, shard: int, threads: int, done: set[tuple[str, int]], started: str
+) -> None:
+    """One process of a run split across processes: load, report ready, wait for "go", answer its batches.
+
+    Messages to the coordinator: ("ready", manifest details), ("batch", (answers, tokens)) after each batch,
+    ("done", None), or ("error", our error or the text of another exception).
+    """
+    ignore_interrupts()
+    exit_with_parent()
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        prepared = dataclasses.replace(prepared, run=dataclasses.replace(prepared.run, threads=threads))
+        loaded = _load(prepared)
+        details, batches = _plan_work(prepared, loaded, done, started)
+        connection.send(("ready", details))
+        if connection.recv() != "go":
+            raise InternalError("the coordinator sent something other than 'go'")
+        mine = assign_batches(batches, len(prepared.devices))[shard]
+
+        def batch_done(records: list[dict[str, Any]]) -> None:
+            connection.send(("batch", (len(records), sum(r["output_tokens"] for r in records))))
+
+        with open_progress_log(prepared.paths, shard) as log:
+            _generate_batches(prepared, loaded, mine, details["eos_token_ids"], log, batch_done)
+        connection.send(("done", None))
+    except LimitFoundryError as err:
+        connection.send(("error", err))
+    except Exception as err:
+        traceback.print_exc()
+        connection.send(("error", f"{type(err).__name__}: {err}"))
+    finally:
+        connection.close()
+
+
+def saved_answers(paths: OutputPaths, expected: int) -> str:
+    """'N of M answers saved in LOG[, LOG ...]': what the progress logs hold (a line cut short does not count)."""
+    logs = paths.progress_logs()
+    saved = len({record_key(r) for log in logs for r in read_jsonl_log(log).records})
+    return f"{saved} of {expected} answers saved in {', '.join(map(str, logs or [paths.partial]))}"
+
+
 def interrupted_with_count(paths: OutputPaths, expected: int) -> KeyboardInterrupt:
-    """A Ctrl-C that says how many answers the progress log holds (a write the interrupt cut short counts)."""
-    saved = len(read_jsonl_log(paths.partial).records)
-    return KeyboardInterrupt(f"{paths.out}: {saved} of {expected} answers saved in {paths.partial}")
+    """A Ctrl-C that says how many answers the progress logs hold."""
+    return KeyboardInterrupt(f"{paths.out}: {saved_answers(paths, expected)}")
 
 
 def finish_output(

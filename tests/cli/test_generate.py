@@ -99,7 +99,7 @@ def test_help_explains_every_option(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     for option in ("--model", "--train-yaml", "--prompts-path", "--template", "--chat-template", "--top-p",
-                   "--repetition-penalty", "--max-new-tokens", "--stop", "--seeds", "--batch-size", "--overwrite"):  # fmt: skip
+                   "--repetition-penalty", "--max-new-tokens", "--stop", "--seeds", "--batch-size", "--overwrite", "--processes"):  # fmt: skip
         assert option in text
     flat = " ".join(text.split())  # argparse wraps lines anywhere
     for default in ("--temperature TEMPERATURE 0 = greedy (default: 0.7)", "(default: 0.9)", "(default: 1.2)",
@@ -107,6 +107,19 @@ def test_help_explains_every_option(capsys):
         assert default in flat, default
     assert "defaults follow LIMA's published decoding" in flat and "LIMIT's ~1k cap" in flat
     assert "Zhou et al. 2023" in flat and "Jha et al. 2023" in flat
+
+
+def test_processes_are_for_the_in_process_backend(tiny_llama_dir, prompts_file, tmp_path, capsys):
+    args = ["--model", str(tiny_llama_dir), "--prompts", str(prompts_file), "--out", str(tmp_path / "a.json"),
+            "--processes", "2"]  # fmt: skip
+    with pytest.raises(SystemExit) as refused:
+        main([*args, "--backend", "openai", "--base-url", "http://127.0.0.1:1/v1"])
+    assert refused.value.code == 2
+    said = capsys.readouterr().err
+    assert "--processes is for --backend hf; --backend openai sends --concurrency requests" in said
+    assert options_from_args(build_parser().parse_args(args)).processes == 2
+    assert main([*args[:-1], "0"]) == 2 and "--processes must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists()
 
 
 @pytest.mark.slow
