@@ -37,6 +37,7 @@ from limit_foundry.generate.output import (
     OutputPaths,
     ResumeState,
     clear_output,
+    discard_progress_logs,
     inspect_output,
     make_record,
     open_progress_log,
@@ -243,7 +244,7 @@ def run_served_generation(run: GenerationRun, options: ServerOptions) -> RunSumm
             else inspect_output(plan.paths, plan.identity, set(plan.order))
         )
         if state.finished:
-            plan.paths.partial.unlink(missing_ok=True)  # a kill between the final write and this cleanup
+            discard_progress_logs(plan.paths)  # a kill between the final write and this cleanup
             return RunSummary(plan.paths.out, len(plan.order), 0, 0, True, {}, 0, 0.0)
         if options.backend == "openai":
             api_key = (
