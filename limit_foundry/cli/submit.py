@@ -3,7 +3,8 @@
 The run clones the git checkout of your project (the current directory, or `--project-dir`) at its HEAD
 commit (or `--commit`); push that commit first. Overrides may come before or after the options. The
 pre-flight (batch arithmetic, steps, tokens, GPU-hours) is printed before anything is submitted; on a dry
-run as `#` comments above the run YAML, which stays valid YAML.
+run as `#` comments above the run YAML, which stays valid YAML. `--follow` waits for the run (named from its
+content, so submitting the same work again attaches to it); `--local DIR` runs the same run YAML on this machine.
 """
 
 from __future__ import annotations

@@ -247,10 +247,12 @@ def platform_train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             "--name-prefix",
             f"{spec.name}-{name}",
         )
-        params = {"config": parameters}
-        submits.append(Step("train", f"train:{name}:submit", command, [], [], params=params))
+        # the run's config is recorded once, with the step that ends in its model (the report's training table)
+        submits.append(Step("train", f"train:{name}:submit", command, [], [], params={"submits": parameters}))
         link = layout.model_dir(name)
-        follow = Step("train", f"train:{name}", [*command, "--follow"], [], [link], params=params)
+        follow = Step(
+            "train", f"train:{name}", [*command, "--follow"], [], [link], params={"config": parameters}
+        )
         save_folder = str(parameters["callbacks"]["hf_checkpointer"]["save_folder"])
         follow.after = _publish_export(save_folder, link, spec.train_checkpoint)
         follows.append(follow)
