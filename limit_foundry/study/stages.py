@@ -212,9 +212,9 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         code = f"from limit_foundry.models.smollm2 import export_smollm2; export_smollm2({json.dumps(str(base))})"
         steps.append(Step("train", "train:base_model", [python(), "-c", code], [], [base]))
         base_inputs = [base]
+    if spec.train_target == "platform":
+        return steps + platform_train_steps(spec, layout)
     for name, run in spec.runs.items():
-        if spec.train_target == "platform":
-            continue
         resolved = resolved_run_config(spec, run, layout)
         data = [_recipe_dir(layout, run.recipe)]
         command = train_command(run.config, *_run_overrides(spec, run, layout))
@@ -225,8 +225,6 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         )
         step.after = _publish_export(save_folder, link, spec.train_checkpoint)
         steps.append(step)
-    if spec.train_target == "platform":
-        steps += platform_train_steps(spec, layout)
     return steps
 
 
