@@ -3,7 +3,8 @@
 The run clones the git checkout of your project (the current directory, or `--project-dir`) at its HEAD
 commit (or `--commit`); push that commit first. Overrides may come before or after the options. The
 pre-flight (batch arithmetic, steps, tokens, GPU-hours) is printed before anything is submitted; on a dry
-run as `#` comments above the run YAML, which stays valid YAML.
+run as `#` comments above the run YAML, which stays valid YAML. `--follow` waits for the run (named from its
+content, so submitting the same work again attaches to it); `--local DIR` runs the same run YAML on this machine.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 from pathlib import Path
 
 from limit_foundry.cli.common import run_command
-from limit_foundry.study.platform import DEFAULT_IMAGE, PlatformTarget, SubmitOptions, submit
+from limit_foundry.study.platform import DEFAULT_IMAGE, PlatformTarget, SubmitOptions
+from limit_foundry.study.platform_runs import submit
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -93,6 +95,32 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the pre-flight and the run YAML, and submit nothing"
     )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="wait for the run, printing its status as it changes; exit 0 once it completes, else print its "
+        "last log lines and exit 2 (the run is named from its content, as with --name-prefix)",
+    )
+    parser.add_argument(
+        "--name-prefix",
+        default=None,
+        metavar="PREFIX",
+        help="name the run PREFIX-<8 hex of its content>: submitting the same work again attaches to the run "
+        "of that name (still going or finished) instead of submitting it twice (default with --follow: the "
+        "config's run_name)",
+    )
+    parser.add_argument(
+        "--local",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run on this machine instead of the MosaicML platform: the same run YAML (its command, "
+        "parameters and environment) in a detached process, in the current checkout and environment; "
+        "state and log under DIR/<run name>",
+    )
+    parser.add_argument(
+        "--poll", type=float, default=10.0, help="seconds between status checks with --follow (default: 10)"
+    )
     return parser
 
 
@@ -119,18 +147,19 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry submit") -> i
         repo=args.repo,
         commit=args.commit,
         dry_run=args.dry_run,
+        name_prefix=args.name_prefix,
+        follow=args.follow,
+        local_root=args.local,
+        poll_s=args.poll,
     )
 
     def action() -> int:
-        submission = submit(options)
-        for warning in submission.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+        submission = submit(options)  # prints the pre-flight and what it submitted, unless dry
         if options.dry_run:
+            for warning in submission.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print("\n".join(f"# {line}" for line in submission.arithmetic.lines()))
             sys.stdout.write(submission.run_yaml)
-        else:
-            print("\n".join(submission.arithmetic.lines()))
-            print(f"submitted run {getattr(submission.created, 'name', submission.created)}")
         return 0
 
     return run_command(action)

@@ -122,14 +122,22 @@ def _git(args: list[str], repo_dir: Path) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def resolve_source_repo(repo_dir: Path, slug: str | None, commit: str | None) -> SourceRepo:
-    """The repository and commit the platform clones; explicit options win over the checkout's git state."""
+def resolve_source_repo(
+    repo_dir: Path, slug: str | None, commit: str | None, local: bool = False
+) -> SourceRepo:
+    """The repository and commit the platform clones; explicit options win over the checkout's git state.
+
+    `local`: the run uses the checkout itself (the local platform clones nothing), so a checkout without a
+    GitHub remote or a commit still gets a run YAML, naming `local/<folder>` at the commit it has, if any.
+    """
+    remote = _git(["remote", "get-url", "origin"], repo_dir) if slug is None else None
+    if slug is None and local and not (remote and _GITHUB_REMOTE.search(remote.strip())):
+        slug = f"local/{repo_dir.resolve().name}"
     if slug is None:
-        remote = _git(["remote", "get-url", "origin"], repo_dir)
         if not remote:
             raise PlatformError(f"{repo_dir} has no git remote 'origin'; pass --repo owner/name")
         slug = repo_slug_from_remote(remote)
-    commit = commit or git_commit(repo_dir)
+    commit = commit or git_commit(repo_dir) or ("0" * 40 if local else None)
     if not commit:
         raise PlatformError(f"{repo_dir} is not a git checkout with a commit; pass --commit SHA")
     return SourceRepo(slug=slug, commit=commit)
@@ -557,15 +565,6 @@ def platform_credentials_present() -> bool:
     return bool(MCLIConfig.load_config().get_api_key())
 
 
-def submit_run(run: dict[str, Any]):
-    """Create the run on the platform; returns mcli's Run."""
-    import mcli
-
-    if not platform_credentials_present():
-        raise PlatformError("no MosaicML API key: set MOSAICML_API_KEY or run `mcli set api-key`")
-    return mcli.create_run(to_run_config(run))
-
-
 def platform_parameters(config_path: str | Path, overrides: list[str]) -> dict[str, Any]:
     """The composed, resolved config a platform run trains: GPU kernels by default, the user's overrides win.
 
@@ -615,6 +614,8 @@ PLATFORM_KEYS: dict[str, tuple[str, type]] = {
     "commit": ("--commit", str),
     "wandb": ("--wandb", str),
     "mlflow": ("--mlflow", str),
+    "local": ("--local", str),  # a folder: run on this machine (the local platform) instead
+    "poll": ("--poll", int),  # seconds between status checks while the study follows a run
 }
 
 
@@ -656,11 +657,15 @@ class SubmitOptions:
     repo: str | None = None  # owner/name on GitHub; default: the checkout's `origin`
     commit: str | None = None  # default: the checkout's HEAD
     dry_run: bool = False
+    name_prefix: str | None = None  # name the run <prefix>-<content hash>; a rerun attaches to it
+    follow: bool = False  # wait for the run to finish (named from its content, as with name_prefix)
+    local_root: Path | None = None  # run on this machine (LocalPlatform), one folder per run here
+    poll_s: float = 10.0  # seconds between status checks while following
 
 
 @dataclass
 class Submission:
-    """What `submit` did: the run YAML, its pre-flight arithmetic, the run mcli created (None on a dry run)."""
+    """What `submit` did: the run YAML, its pre-flight arithmetic, the run's name (None on a dry run)."""
 
     run_yaml: str
     arithmetic: RunArithmetic
@@ -668,22 +673,21 @@ class Submission:
     warnings: list[str] = field(default_factory=list)
 
 
-def submit(options: SubmitOptions) -> Submission:
-    """Compose the config, run the pre-flight, build and validate the run, and submit it (unless dry).
+def prepare_submission(options: SubmitOptions) -> tuple[dict[str, Any], Submission]:
+    """Compose the config, run the pre-flight, build the run and validate it with mcli; submit nothing.
 
-    A bad config or a run that would fail fails here, on the laptop, not after the run is queued.
+    A bad config or a run that would fail fails here, on the laptop, not after the run is queued. A local run
+    (`options.local_root`) uses the checkout as it is: it needs no GitHub remote, and uncommitted changes run.
     """
     parameters = platform_parameters(options.config, options.overrides)
     arithmetic = preflight(parameters, options.target, local_data_root(parameters, options.project_dir))
-    source = resolve_source_repo(options.project_dir, options.repo, options.commit)
+    local = options.local_root is not None
+    source = resolve_source_repo(options.project_dir, options.repo, options.commit, local=local)
     run = build_run(parameters, options.target, source)
     to_run_config(run)  # mcli's own validation, also on a dry run
     warnings = []
-    if options.commit is None and uncommitted_changes(options.project_dir):
+    if not local and options.commit is None and uncommitted_changes(options.project_dir):
         warnings.append(
             f"uncommitted changes in {options.project_dir.resolve()}; the run uses commit {source.commit}"
         )
-    submission = Submission(run_yaml=run_yaml(run), arithmetic=arithmetic, warnings=warnings)
-    if not options.dry_run:
-        submission.created = submit_run(run)
-    return submission
+    return run, Submission(run_yaml=run_yaml(run), arithmetic=arithmetic, warnings=warnings)

@@ -86,7 +86,8 @@ def missing_credentials(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
         problems.append(
             f"{spec.path}:{spec.line_of('judge.backend')}: judge.backend openai needs OPENAI_API_KEY"
         )
-    if "train" in stages and spec.train_target == "platform" and not platform_credentials_present():
+    on_platform = spec.train_target == "platform" and not spec.platform.get("local")
+    if "train" in stages and on_platform and not platform_credentials_present():
         problems.append(
             f"{spec.path}:{spec.line_of('train.target')}: train.target platform needs MOSAICML_API_KEY "
             "(or `mcli set api-key`)"
@@ -369,7 +370,7 @@ def execute_stages(
                 if missing:
                     raise UserError(
                         f"step {step.key} cannot start: {[str(p) for p in missing]} missing (an earlier stage did not "
-                        "produce it; after platform training, put each run's HF export at OUT/models/<run>)"
+                        "produce it)"
                     )
                 fingerprint = _fingerprint(manifest, step)
                 if manifest.is_current(step.key, fingerprint, step.outputs):

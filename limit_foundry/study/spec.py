@@ -357,8 +357,9 @@ def _platform(train: _Section, path: Path, target: str) -> dict[str, Any]:
         raise train.fail("platform", str(err)) from err
     if target == "platform" and not (settings.get("cluster") and settings.get("gpus")):
         raise train.fail("platform", "train.target platform needs platform.cluster and platform.gpus")
-    if "project_dir" in settings:
-        settings["project_dir"] = spec_path(path, settings["project_dir"])
+    for key in ("project_dir", "local"):
+        if key in settings:
+            settings[key] = spec_path(path, settings[key])
     return settings
 
 

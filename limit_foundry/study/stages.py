@@ -34,7 +34,7 @@ from limit_foundry.errors import ConfigError
 from limit_foundry.eval.data import default_data_dir
 from limit_foundry.judge.prompts import builtin_templates
 from limit_foundry.remote import fetch_to_cache, is_remote, list_folders
-from limit_foundry.study.platform import platform_flags
+from limit_foundry.study.platform import platform_flags, platform_parameters
 from limit_foundry.study.spec import RunSpec, StudySpec
 
 # The project's tiny benchmark samples (package data): the demo Gauntlet's data when no real copy is found.
@@ -230,15 +230,11 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         code = f"from limit_foundry.models.smollm2 import export_smollm2; export_smollm2({json.dumps(str(base))})"
         steps.append(Step("train", "train:base_model", [python(), "-c", code], [], [base]))
         base_inputs = [base]
+    if spec.train_target == "platform":
+        return steps + platform_train_steps(spec, layout)
     for name, run in spec.runs.items():
         resolved = resolved_run_config(spec, run, layout)
         data = [_recipe_dir(layout, run.recipe)]
-        if spec.train_target == "platform":
-            command = cli(
-                "submit", run.config, *platform_overrides(spec, run), *platform_flags(spec.platform)
-            )
-            steps.append(Step("train", f"train:{name}", command, [], [], params={"config": resolved}))
-            continue
         command = train_command(run.config, *_run_overrides(spec, run, layout))
         save_folder = str(resolved["callbacks"]["hf_checkpointer"]["save_folder"])  # a path or a URI
         link = layout.model_dir(name)
@@ -248,6 +244,35 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         step.after = _publish_export(save_folder, link, spec.train_checkpoint)
         steps.append(step)
     return steps
+
+
+def platform_train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    """Every run submitted first (they train side by side), then each followed to its end and its export linked.
+
+    Each run is named from its content (`<study>-<run>-<8 hex>`), so both steps attach to a run already
+    submitted, by an earlier step or an earlier (killed) study, instead of submitting it again.
+    """
+    submits, follows = [], []
+    for name, run in spec.runs.items():
+        parameters = platform_parameters(run.config, platform_overrides(spec, run))
+        command = cli(
+            "submit",
+            run.config,
+            *platform_overrides(spec, run),
+            *platform_flags(spec.platform),
+            "--name-prefix",
+            f"{spec.name}-{name}",
+        )
+        # the run's config is recorded once, with the step that ends in its model (the report's training table)
+        submits.append(Step("train", f"train:{name}:submit", command, [], [], params={"submits": parameters}))
+        link = layout.model_dir(name)
+        follow = Step(
+            "train", f"train:{name}", [*command, "--follow"], [], [link], params={"config": parameters}
+        )
+        save_folder = str(parameters["callbacks"]["hf_checkpointer"]["save_folder"])
+        follow.after = _publish_export(save_folder, link, spec.train_checkpoint)
+        follows.append(follow)
+    return submits + follows
 
 
 def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:

@@ -12,7 +12,7 @@ import yaml
 
 from limit_foundry.cli import submit
 from limit_foundry.config import compose_config, resolved_dict
-from limit_foundry.study.platform import GPU_DEFAULTS, PARAMETERS_PATH, platform_flags
+from limit_foundry.study.platform import GPU_DEFAULTS, PARAMETERS_PATH, PLATFORM_KEYS, platform_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAPER_CONFIGS = sorted(p.name for p in (REPO_ROOT / "yamls").glob("mpt*_*.yaml"))
@@ -135,7 +135,10 @@ def test_every_spec_platform_key_parses_as_submit_takes_it() -> None:
         "commit": COMMIT,
         "wandb": "limit/acme",
         "mlflow": "limit-exp",
+        "local": "/work/platform-runs",
+        "poll": 2,
     }
+    assert set(settings) == set(PLATFORM_KEYS)
     parser = submit.build_parser("limit-foundry submit")
     args = parser.parse_intermixed_args(["c.yaml", "seed=1", *platform_flags(settings), "seed=2"])
     assert (args.cluster, args.gpus, args.gpu_type, args.nodes) == ("c1", 16, "h100_80gb", 2)
@@ -144,6 +147,7 @@ def test_every_spec_platform_key_parses_as_submit_takes_it() -> None:
     assert args.env == [("WANDB_MODE", "offline")]
     assert (args.project_dir, args.repo, args.commit) == (Path("/work/project"), "acme/limit-foundry", COMMIT)
     assert (args.wandb, args.mlflow, args.overrides) == ("limit/acme", "limit-exp", ["seed=1", "seed=2"])
+    assert (args.local, args.poll) == (Path("/work/platform-runs"), 2.0)
     defaults = parser.parse_intermixed_args(
         ["c.yaml", *platform_flags({"cluster": "c1", "gpus": 8, "preemptible": False, "build_data": True})]
     )

@@ -274,6 +274,8 @@ EVERY_KEY = {
     "commit": "a" * 40,
     "wandb": "limit/acme",
     "mlflow": "limit-exp",
+    "local": "/work/platform-runs",
+    "poll": 2,
 }
 
 
@@ -287,6 +289,7 @@ def test_every_platform_key_has_its_flag() -> None:
         *("--env", "WANDB_MODE=offline", "--env", "LOG_LEVEL=info"),
         *("--project-dir", "/work/project", "--repo", "acme/limit-foundry", "--commit", "a" * 40),
         *("--wandb", "limit/acme", "--mlflow", "limit-exp"),
+        *("--local", "/work/platform-runs", "--poll", "2"),
     ]
     assert platform_flags({"preemptible": False, "build_data": True}) == []  # the defaults: no switch
 

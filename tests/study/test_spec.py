@@ -350,10 +350,18 @@ def test_platform_training_steps_are_valid_submissions(
     path = write(tmp_path, GOOD.replace("runs:", f"train:\n  target: platform\n{platform}\nruns:"))
     assert main(["run", str(path), "--dry-run", "--only", "train"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    keys = [line.split()[1] for line in lines if line.startswith("[train]")]
     commands = [shlex.split(lines[i + 1]) for i, line in enumerate(lines) if line.startswith("[train]")]
-    assert len(commands) == 2
-    for command in commands:
+    # every run submitted first (they train side by side), then each followed to its end
+    assert keys == ["train:lima:submit", "train:instruct:submit", "train:lima", "train:instruct"]
+    names = []
+    for key, command in zip(keys, commands, strict=True):
         assert command[1:4] == ["-m", "limit_foundry.cli", "submit"]
+        assert ("--follow" in command) == (not key.endswith(":submit"))
         assert submit.main([*command[4:], "--dry-run"]) == 0
         run = FinalRunConfig.finalize_config(RunConfig.from_dict(yaml.safe_load(capsys.readouterr().out)))
-        assert run.compute == {"cluster": "c1", "gpus": 2} and run.parameters["run_name"] == run.name
+        assert run.compute == {"cluster": "c1", "gpus": 2}
+        # named <study>-<run>-<content hash>; the checkpoints keep the config's run name
+        assert run.name.startswith(f"t-{key.split(':')[1]}-") and run.parameters["run_name"] != run.name
+        names.append(run.name)
+    assert names[:2] == names[2:] and names[0] != names[1]  # the follow step attaches to the submitted run
