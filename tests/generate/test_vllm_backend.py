@@ -22,7 +22,7 @@ from limit_foundry.generate.openai_backend import ServerOptions, run_served_gene
 from limit_foundry.generate.output import OutputPaths
 from limit_foundry.generate.run import GenerationRun
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm")]  # one worker shares the session server
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTIONS = [

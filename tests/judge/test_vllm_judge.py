@@ -12,7 +12,7 @@ from limit_foundry.generate.openai_backend import ServerOptions, run_served_gene
 from limit_foundry.generate.run import GenerationRun
 from limit_foundry.judge.run import RunOptions, run_judge
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm")]  # one worker shares the session server
 
 QUESTIONS = ["What is the capital of France?", "Name three colors.", "Why is the sky blue?"]
 
