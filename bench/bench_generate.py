@@ -148,7 +148,8 @@ class ServedWay:
     def _send(self, items: list[WorkItem], settings: DecodingSettings) -> int:
         from concurrent.futures import ThreadPoolExecutor
 
-        from limit_foundry.generate.openai_backend import ServedAnswer, request_body
+        from limit_foundry.generate.engine import Generation
+        from limit_foundry.generate.openai_backend import request_body
 
         stop = threading.Event()
         with ThreadPoolExecutor(self.concurrency) as pool:
@@ -157,7 +158,7 @@ class ServedWay:
                     lambda it: self.client.complete(request_body("model", it, None, settings), stop), items
                 )
             )
-        if not all(isinstance(a, ServedAnswer) for a in answers):
+        if not all(isinstance(a, Generation) for a in answers):
             raise SystemExit(f"the vLLM server failed a request: {answers}")
         return sum(a.output_tokens for a in answers)
 

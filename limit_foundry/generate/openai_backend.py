@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from limit_foundry.data.prompt_sets import PromptSet, load_prompt_set
 from limit_foundry.errors import ConfigError, PromptTooLongError, ServiceUnreachableError
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings, row_seed
-from limit_foundry.generate.engine import WorkItem, build_work_items, render_prompt
+from limit_foundry.generate.engine import Generation, WorkItem, build_work_items, render_prompt
 from limit_foundry.generate.output import (
     OutputLock,
     OutputPaths,
@@ -39,7 +39,6 @@ from limit_foundry.generate.output import (
     clear_output,
     discard_progress_logs,
     inspect_output,
-    make_record,
     open_progress_log,
     record_key,
     write_manifest,
@@ -47,6 +46,7 @@ from limit_foundry.generate.output import (
 from limit_foundry.generate.run import (
     GenerationRun,
     RunSummary,
+    answer_record,
     check_common_options,
     default_generator_name,
     finish_output,
@@ -99,15 +99,7 @@ class ServerOptions:
     vllm_args: tuple[str, ...] = ()  # vllm: more arguments for the server, e.g. --enforce-eager
 
 
-@dataclass(frozen=True)
-class ServedAnswer:
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    output_tokens: int
-
-
-def parse_completion(response: Any) -> ServedAnswer:
+def parse_completion(response: Any) -> Generation:
     """The first choice of a `/v1/completions` reply, with the token counts from its `usage`."""
     try:
         choice = response["choices"][0]
@@ -117,7 +109,7 @@ def parse_completion(response: Any) -> ServedAnswer:
         raise MalformedResponse(f"not a completion with text and usage ({err!r})") from err
     if not isinstance(text, str):
         raise MalformedResponse("choices[0].text is not a string")
-    return ServedAnswer(text, str(choice.get("finish_reason")), *counts)
+    return Generation(text, str(choice.get("finish_reason")), *counts)
 
 
 def request_body(model: str, item: WorkItem, text: str | None, decoding: DecodingSettings) -> dict[str, Any]:
@@ -152,11 +144,11 @@ class CompletionsClient:
         self.gate = RateLimitGate()
         self.breaker = CircuitBreaker(self.policy.unreachable_after)  # shared by all requests of the run
 
-    def complete(self, body: dict[str, Any], stop: threading.Event) -> ServedAnswer | CallFailure:
+    def complete(self, body: dict[str, Any], stop: threading.Event) -> Generation | CallFailure:
         standard = {k: v for k, v in body.items() if k not in ("repetition_penalty", "top_k")}
         extra = {k: v for k, v in body.items() if k not in standard}
 
-        def call() -> ServedAnswer:
+        def call() -> Generation:
             raw = self.client.completions.with_raw_response.create(**standard, extra_body=extra or None)
             return parse_completion(json.loads(raw.http_response.text))
 
@@ -399,21 +391,10 @@ def _generate(
                         failure, answer = failure or err, None
                     if isinstance(answer, CallFailure):
                         failure = failure or _failure_error(item, answer, client, paths)
-                    if not isinstance(answer, ServedAnswer):
+                    if not isinstance(answer, Generation):
                         stop.set()
                         continue
-                    record = make_record(
-                        instruction=item.prompt.instruction,
-                        output=answer.text,
-                        generator=plan.generator,
-                        dataset=item.prompt.dataset,
-                        datasplit=item.prompt.datasplit,
-                        seed=item.seed,
-                        prompt_id=item.prompt.prompt_id,
-                        finish_reason=answer.finish_reason,
-                        prompt_tokens=answer.prompt_tokens,
-                        output_tokens=answer.output_tokens,
-                    )
+                    record = answer_record(item, answer, plan.generator)
                     log.write(record)
                     records[record_key(record)] = record
                     generated_tokens += answer.output_tokens

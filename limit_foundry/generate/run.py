@@ -38,6 +38,7 @@ from limit_foundry.errors import ConfigError, InternalError, LimitFoundryError
 from limit_foundry.generate.decoding import PAPER_DEFAULTS_NOTE, DecodingSettings
 from limit_foundry.generate.engine import (
     DEFAULT_MAX_PADDING,
+    Generation,
     WorkItem,
     assign_batches,
     build_work_items,
@@ -538,18 +539,7 @@ def _generate_batches(
         results = generate_batch(loaded.model, loaded.tokenizer, batch, prepared.run.decoding, eos_ids)
         records = []
         for item, result in zip(batch, results, strict=True):
-            record = make_record(
-                instruction=item.prompt.instruction,
-                output=result.text,
-                generator=prepared.generator,
-                dataset=item.prompt.dataset,
-                datasplit=item.prompt.datasplit,
-                seed=item.seed,
-                prompt_id=item.prompt.prompt_id,
-                finish_reason=result.finish_reason,
-                prompt_tokens=result.prompt_tokens,
-                output_tokens=result.output_tokens,
-            )
+            record = answer_record(item, result, prepared.generator)
             log.write(record)
             records.append(record)
         batch_done(records)
@@ -721,6 +711,22 @@ def saved_answers(paths: OutputPaths, expected: int) -> str:
     logs = paths.progress_logs()
     saved = len({record_key(r) for log in logs for r in read_jsonl_log(log).records})
     return f"{saved} of {expected} answers saved in {', '.join(map(str, logs or [paths.partial]))}"
+
+
+def answer_record(item: WorkItem, answer: Generation, generator: str) -> dict[str, Any]:
+    """The output record of one (prompt, seed), whichever backend answered it."""
+    return make_record(
+        instruction=item.prompt.instruction,
+        output=answer.text,
+        generator=generator,
+        dataset=item.prompt.dataset,
+        datasplit=item.prompt.datasplit,
+        seed=item.seed,
+        prompt_id=item.prompt.prompt_id,
+        finish_reason=answer.finish_reason,
+        prompt_tokens=answer.prompt_tokens,
+        output_tokens=answer.output_tokens,
+    )
 
 
 def interrupted_with_count(paths: OutputPaths, expected: int) -> KeyboardInterrupt:

@@ -21,6 +21,7 @@ from limit_foundry.generate.decoding import DecodingSettings
 from limit_foundry.generate.openai_backend import ServerOptions, run_served_generation, vllm_log_path
 from limit_foundry.generate.output import OutputPaths
 from limit_foundry.generate.run import GenerationRun
+from limit_foundry.testing.processes import children_of, command_line, live_group_members
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("vllm")]  # one worker shares the session server
 
@@ -70,30 +71,6 @@ def wait_for_lines(
         assert process is None or process.poll() is None, f"the run ended early ({process.returncode})"
         assert time.monotonic() < deadline, f"no {count} answers within {limit}s"
         time.sleep(0.2)
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether a live process (not a zombie left for init to reap) is in the process group."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 def test_two_seeds_and_the_same_text_on_rerun(vllm_server, smollm2_export, many_prompts, tmp_path):
@@ -153,7 +130,7 @@ def test_backend_vllm_survives_a_server_death_then_resumes_and_leaves_no_server_
     def kill_the_server() -> None:
         wait_for_lines(out, 2)
         for watchdog in set(children_of(os.getpid())) - others:
-            if b"vllm.entrypoints" in Path(f"/proc/{watchdog}/cmdline").read_bytes():
+            if "vllm.entrypoints" in command_line(watchdog):
                 for server in children_of(watchdog):
                     os.kill(server, signal.SIGKILL)  # vLLM's API server dies; the watchdog reports it
 
@@ -184,9 +161,5 @@ def test_backend_vllm_survives_a_server_death_then_resumes_and_leaves_no_server_
     log = vllm_log_path(OutputPaths(out)).read_text()
     starts = [line for line in log.splitlines() if line.startswith("== ") and "api_server" in line]
     assert len(starts) == 2  # one server per run, both logged next to the output
-    assert not [
-        pid
-        for pid in set(children_of(os.getpid())) - others
-        if b"vllm" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert not any(group_alive(pid) for pid in children_of(os.getpid()) if pid not in others)
+    assert not [pid for pid in set(children_of(os.getpid())) - others if "vllm" in command_line(pid)]
+    assert not any(live_group_members(pid) for pid in children_of(os.getpid()) if pid not in others)

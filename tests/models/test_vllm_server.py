@@ -12,20 +12,9 @@ import pytest
 
 from limit_foundry.errors import UserError
 from limit_foundry.models.vllm_server import WATCHDOG, find_vllm_python
+from limit_foundry.testing.processes import live_group_members
 
 STAND_IN = "import subprocess, sys, time; subprocess.Popen(['sleep', '120']); time.sleep(float(sys.argv[1]))"
-
-
-def live_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
 
 
 def start(server_seconds: float, log: Path) -> subprocess.Popen:
@@ -38,7 +27,7 @@ def start(server_seconds: float, log: Path) -> subprocess.Popen:
             start_new_session=True,
         )
     deadline = time.monotonic() + 30
-    while len(live_members(watchdog.pid)) < 3:  # watchdog, stand-in, its child
+    while len(live_group_members(watchdog.pid)) < 3:  # watchdog, stand-in, its child
         assert time.monotonic() < deadline
         time.sleep(0.05)
     return watchdog
@@ -46,8 +35,8 @@ def start(server_seconds: float, log: Path) -> subprocess.Popen:
 
 def wait_until_gone(pgid: int) -> None:
     deadline = time.monotonic() + 30
-    while live_members(pgid):
-        assert time.monotonic() < deadline, f"left behind: {live_members(pgid)}"
+    while live_group_members(pgid):
+        assert time.monotonic() < deadline, f"left behind: {live_group_members(pgid)}"
         time.sleep(0.05)
 
 

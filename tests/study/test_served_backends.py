@@ -9,7 +9,6 @@ tests/judge/test_vllm_judge.py.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from limit_foundry.errors import ConfigError
 from limit_foundry.study.runner import execute_stages
 from limit_foundry.study.spec import load_spec
 from limit_foundry.study.stages import SERVER_URL, StudyLayout
+from limit_foundry.testing.processes import running_with
 
 SPEC = """\
 name: served
@@ -191,18 +191,7 @@ def test_the_judge_stage_serves_its_model_once_for_every_comparison(
         assert "sk-the-users-real-key" not in json.dumps(record)
     judged = (layout.judge_dir("lima", "mix", "questions") / "judgments.jsonl").read_text().splitlines()
     assert len(judged) == 3 and all(json.loads(line)["failure"] is None for line in judged)  # one order each
-    assert not _processes_running(str(tmp_path / "stand-in-vllm"))  # the server is gone after the stage
+    assert not running_with(str(tmp_path / "stand-in-vllm"))  # the server is gone after the stage
 
     execute_stages(spec, out, ("judge",))  # all current: no server is started
     assert (out / "judge" / "vllm.log").read_text().count("stand-in vLLM:") == 1
-
-
-def _processes_running(command_part: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if command_part in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return [pid for pid in found if pid != os.getpid()]
