@@ -98,10 +98,10 @@ data: install  ## build every named recipe (paper-released and rebuilt) into $(D
 gauntlet-data: install  ## download the pinned Eval Gauntlet benchmark files (to $$GAUNTLET_DATA_DIR or data/gauntlet/local_data)
 	$(PY) -m limit_foundry.cli gauntlet download
 
-gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per task> OUT=<dir>; honours GAUNTLET_DATA_DIR
+gauntlet: install  ## MODEL=<ckpt>[,<more>] GAUNTLET=v0|v0.3 LIMIT=<examples per task> OUT=<dir> NPROC=<GPUs>; honours GAUNTLET_DATA_DIR
 	@[ -n "$(MODEL)" ] || { echo "usage: make gauntlet MODEL=<checkpoint>[,<more>] [GAUNTLET=v0|v0.3] [LIMIT=n] [OUT=dir]" >&2; exit 2; }
 	$(PY) -m limit_foundry.cli gauntlet run --model "$(MODEL)" --gauntlet "$(GAUNTLET)" \
-	  --out "$(or $(OUT),runs/gauntlet)" $(if $(LIMIT),--limit "$(LIMIT)") $(GAUNTLET_ARGS)
+	  --out "$(or $(OUT),runs/gauntlet)" $(if $(LIMIT),--limit "$(LIMIT)") $(if $(NPROC),--nproc "$(NPROC)") $(GAUNTLET_ARGS)
 
 # Generation knobs (see README "Generation"): comma lists, passed to `--model` and `--prompts` as they are;
 # a Composer checkpoint is CKPT.pt@TRAIN_YAML, a prompt set is NAME (lima_test from the hub: set HF_TOKEN),

@@ -9,6 +9,8 @@
 Everything is checked before any model work: the Gauntlet config against its tasks file, the
 checkpoints, every benchmark file present (absent ones are listed, skipped, and their categories
 reported incomplete). Scoring: the Eval Gauntlet's rescaled accuracy, as in Jha et al. 2023 (LIMIT).
+`run --nproc N` evaluates data-parallel in N processes (one per GPU) through Composer's launcher, with the
+results of one process; `composer -n N -m limit_foundry.cli gauntlet run ...` does the same.
 Also runnable as `python -m limit_foundry.eval.gauntlet` and `python -m limit_foundry.eval.data`.
 """
 
@@ -117,14 +119,28 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="Composer precision; fp32 on CPU (default: %(default)s)",
+        default="auto",
+        help="Composer precision; auto = amp_bf16 on GPU, fp32 on CPU (default: %(default)s)",
     )
     run.add_argument(
         "--device",
         choices=DEVICES,
         default="auto",
         help="auto uses a GPU when there is one (default: %(default)s)",
+    )
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="evaluate data-parallel in N processes, one per GPU (on CPU: N processes sharing the cores), "
+        "started through Composer's launcher; same results as one process (default: %(default)s)",
+    )
+    run.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="shard each model across the GPUs with FSDP, for models too large for one GPU (GPU only; "
+        "default: every process holds the whole model)",
     )
     run.add_argument(
         "--max-seq-len",
@@ -229,10 +245,13 @@ def _run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         keep_work=args.keep_work,
         log_level=args.log_level,
+        nproc=args.nproc,
+        fsdp=args.fsdp,
     )
     output = run_gauntlet(options)
-    print(output.summary())
-    print(f"wrote {', '.join(map(str, output.files))}")
+    if output.files:  # in a launch, only rank 0 writes (and reports)
+        print(output.summary())
+        print(f"wrote {', '.join(map(str, output.files))}")
     return 0
 
 

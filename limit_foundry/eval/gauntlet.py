@@ -2,7 +2,7 @@
 
 - `run_gauntlet(GauntletOptions)`: evaluate checkpoints on a Gauntlet (v0 = LIMIT's, v0.3 = LLM
   Foundry's current one) and write OUT/results.json, OUT/results.md, OUT/gauntlet.png and
-  OUT/<model>/RAW.json.
+  OUT/<model>/RAW.json; in one process, or data-parallel in `nproc` (limit_foundry.eval.distributed).
 - `score_gauntlet(ScoreOptions)`: re-score RAW.json files (LLM Foundry metric keys -> values) without
   a model; needs neither torch nor LLM Foundry.
 
@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from limit_foundry.errors import ConfigError, DataError, UserError
 from limit_foundry.eval.benchmark_files import eval_file, locate
 from limit_foundry.eval.config import Gauntlet, Task, load_gauntlet, parse_tasks
 from limit_foundry.eval.data import GauntletDataError, default_data_dir, load_manifest
-from limit_foundry.eval.report import markdown_table, write_reports
+from limit_foundry.eval.distributed import Rank, barrier, current_rank, from_main, initialize, launch
+from limit_foundry.eval.report import markdown_table, report_paths, write_reports
 from limit_foundry.eval.runner import (
     MAX_SEQ_LEN_CAP,
     EvalSettings,
@@ -45,9 +46,11 @@ from limit_foundry.models.checkpoints import checkpoint_fingerprint
 from limit_foundry.provenance import git_commit, package_versions
 
 RESULTS_FORMAT = "limit_foundry.gauntlet/1"
-PRECISIONS = ("fp32", "amp_bf16", "amp_fp16")
+PRECISIONS = ("auto", "fp32", "amp_bf16", "amp_fp16")  # auto: amp_bf16 on GPU, fp32 on CPU
 DEVICES = ("auto", "cpu", "gpu")
 ATTN_IMPLS = ("torch", "flash")
+RANK_MODULE = "limit_foundry.eval.gauntlet_rank"  # what each process of a data-parallel run runs
+_PATH_OPTIONS = ("out", "data_dir", "extra_tasks")
 
 
 @dataclass
@@ -62,7 +65,7 @@ class GauntletOptions:
     train_yaml: str | None = None  # builds Composer .pt checkpoints
     extra_tasks: Path | None = None
     batch_size: int = 4
-    precision: str = "fp32"
+    precision: str = "auto"  # amp_bf16 on GPU, fp32 on CPU
     device: str = "auto"
     max_seq_len: int | None = None  # default: the smallest model context, at most MAX_SEQ_LEN_CAP
     attn_impl: str = "torch"
@@ -71,6 +74,20 @@ class GauntletOptions:
     overwrite: bool = False
     keep_work: bool = False
     log_level: str = "warning"
+    nproc: int = 1  # processes, one per GPU (on CPU, gloo processes); more than 1 starts Composer's launcher
+    fsdp: bool = False  # shard each model across the processes (models too large for one GPU)
+
+    def to_json(self) -> str:
+        """These options for the processes of a data-parallel run (`from_json` reads them back)."""
+        return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> GauntletOptions:
+        data = json.loads(text)
+        for name in _PATH_OPTIONS:
+            if data[name] is not None:
+                data[name] = Path(data[name])
+        return cls(**data)
 
 
 @dataclass
@@ -218,7 +235,13 @@ def _beside_gauntlet(raw: RawResult, extras: dict[str, Task], model_id: str) -> 
     return beside
 
 
-def _check_options(options: GauntletOptions) -> None:
+def _check_options(options: GauntletOptions, rank: Rank) -> None:
+    if options.nproc < 1:
+        raise UserError(f"--nproc must be >= 1 (got {options.nproc})")
+    if rank.world_size > 1 and options.nproc not in (1, rank.world_size):
+        raise UserError(
+            f"--nproc {options.nproc} inside a launch of {rank.world_size} processes: drop --nproc"
+        )
     if options.precision not in PRECISIONS:
         raise UserError(f"precision {options.precision!r}: use one of {', '.join(PRECISIONS)}")
     if options.device not in DEVICES:
@@ -230,6 +253,48 @@ def _check_options(options: GauntletOptions) -> None:
     check_writable_dir(options.out, "--out")
     if (options.out / "results.json").exists() and not options.overwrite:
         raise UserError(f"{options.out}/results.json exists: choose another --out or pass --overwrite")
+
+
+def _use_gpu(options: GauntletOptions, rank: Rank) -> bool:
+    """Whether the run evaluates on GPUs; checks that there are enough of them for `--nproc`.
+
+    `device="cpu"` hides GPUs from torch through CUDA_VISIBLE_DEVICES (inherited by launched processes),
+    which takes effect only if torch has not initialised CUDA in this process yet.
+    """
+    if options.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks for a GPU: Composer then picks the CPU
+        on_gpu = False
+    else:
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+        if options.device == "gpu" and not on_gpu:
+            raise UserError("--device gpu: no CUDA device is available")
+        if on_gpu and rank.world_size == 1 and options.nproc > torch.cuda.device_count():
+            raise UserError(
+                f"--nproc {options.nproc}: only {torch.cuda.device_count()} GPU(s) visible (one process per GPU)"
+            )
+    if options.fsdp and not on_gpu:
+        raise UserError("--fsdp needs GPUs: Composer's FSDP does not run on CPU")
+    return on_gpu
+
+
+def _check_parallel_tasks(extras: dict[str, Task], path: Path | None, processes: int) -> None:
+    """Open-ended answers go to one file through one writer: that task runs in one process."""
+    generating = [t.label for t in extras.values() if t.icl_task_type == "open_ended_generation"]
+    if processes > 1 and generating:
+        raise UserError(
+            f"{path}: task {generating[0]} (open_ended_generation) runs in one process: drop --nproc, "
+            "or answer the prompts with `limit-foundry generate`"
+        )
+
+
+def _fresh_scratch(work: Path, keep: str = "ranks") -> None:
+    """Empty the scratch folder, but for the launched processes' logs (`keep`)."""
+    if work.is_dir():
+        for child in work.iterdir():
+            if child.name != keep:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _interrupted(options: GauntletOptions, scored: list[dict[str, Any]], work: Path) -> str:
@@ -253,23 +318,20 @@ def _interrupted(options: GauntletOptions, scored: list[dict[str, Any]], work: P
 
 
 def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = None) -> GauntletOutput:
-    """Evaluate every model on the Gauntlet in this process and write the reports into `options.out`.
+    """Evaluate every model on the Gauntlet and write the reports into `options.out`.
 
     Bad input of any kind (config, checkpoint, benchmark file, option) raises a `UserError` before
     any model work; `log` (default: stderr) receives the warnings and the missing benchmark files.
-    `device="cpu"` hides GPUs from torch through CUDA_VISIBLE_DEVICES, which takes effect only if
-    torch has not initialised CUDA in this process yet.
+    With `nproc` > 1 this process checks everything, then starts `nproc` processes through Composer's
+    launcher and returns what their rank 0 wrote. Inside such a launch (also `composer -n N -m
+    limit_foundry.cli gauntlet run ...`) each process evaluates its share of the rows; only rank 0 writes
+    outside the scratch folder OUT/.work, and the other ranks return an output without files.
     """
     say = log or _stderr
     started = time.perf_counter()
-    _check_options(options)
-    if options.device == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks for a GPU: Composer then picks the CPU
-    elif options.device == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError("--device gpu: no CUDA device is available")
+    rank = current_rank()
+    _check_options(options, rank)
+    on_gpu = _use_gpu(options, rank)
     out = options.out
 
     # Everything below up to the first model is checked before any model work.
@@ -278,6 +340,7 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
     for entry in models:
         check_checkpoint(entry)
     extras = _extra_tasks(options.extra_tasks, set(gauntlet.tasks))
+    _check_parallel_tasks(extras, options.extra_tasks, max(options.nproc, rank.world_size))
     try:
         manifest = load_manifest()
     except GauntletDataError as err:
@@ -296,20 +359,27 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
         )
     lengths = [n for n in (context_length(m) for m in models) if n]
     max_seq_len = options.max_seq_len or min([MAX_SEQ_LEN_CAP, *lengths])
+    precision = options.precision if options.precision != "auto" else ("amp_bf16" if on_gpu else "fp32")
     settings = EvalSettings(
         options.batch_size,
-        options.precision,
+        precision,
         options.seed,
         options.attn_impl,
         options.trust_remote_code,
         options.log_level,
+        options.fsdp,
     )
 
     work = (out / ".work").resolve()  # absolute: eval runs inside it, and the task files are named from there
-    shutil.rmtree(work, ignore_errors=True)
+    if options.nproc > 1 and rank.world_size == 1:
+        return _launch(options, work, on_gpu)
+    if rank.world_size > 1:
+        initialize()  # rank 0 prepares the scratch folder while the others wait for its task list
+        tasks = from_main(lambda: _prepare_tasks(gauntlet, present, work))
+    else:
+        tasks = _prepare_tasks(gauntlet, present, work)
     scored: list[dict[str, Any]] = []
     try:
-        tasks = _gauntlet_tasks(gauntlet, present, work)
         timing = {"prepare_seconds": time.perf_counter() - started}  # checks and smoke-run copies
         for entry in models:
             model_dir = out / entry.model_id
@@ -317,6 +387,8 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
                 extras, options.extra_tasks, model_dir.resolve(), entry.model_id
             )
             raw = run_model(entry, icl_tasks, settings, max_seq_len, work / entry.model_id)
+            if not rank.is_main:
+                continue
             atomic_write_json(model_dir / "RAW.json", raw.metrics)
             atomic_write_json(model_dir / "examples.json", raw.examples)
             result = score_model(
@@ -335,7 +407,13 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
             result["timing"] = {**raw.timing, "fingerprint_seconds": time.perf_counter() - hashing}
             scored.append(result)
     except KeyboardInterrupt as err:
+        if not rank.is_main:
+            raise
         raise KeyboardInterrupt(_interrupted(options, scored, work)) from err
+    if rank.world_size > 1:
+        barrier()  # every rank is out of the scratch folder
+    if not rank.is_main:
+        return GauntletOutput({}, [])
     if not options.keep_work:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -348,8 +426,10 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
     run_settings = {
         "limit_per_task": options.limit,
         "batch_size": options.batch_size,
-        "precision": options.precision,
+        "precision": precision,
         "device": options.device,
+        "processes": rank.world_size,
+        "fsdp": options.fsdp,
         "max_seq_len": max_seq_len,
         "seed": options.seed,
         "attn_impl": options.attn_impl,
@@ -361,6 +441,26 @@ def run_gauntlet(options: GauntletOptions, log: Callable[[str], None] | None = N
     timing["run_seconds"] = time.perf_counter() - started  # from this call to the reports
     atomic_write_json(out / "results.json", results)
     return GauntletOutput(results, [out / "results.json", *paths.values()])
+
+
+def _prepare_tasks(gauntlet: Gauntlet, present: dict[str, Any], work: Path) -> list[dict[str, Any]]:
+    """A fresh scratch folder and the Gauntlet's task dicts (limited runs: with their row copies in it)."""
+    _fresh_scratch(work)
+    return _gauntlet_tasks(gauntlet, present, work)
+
+
+def _launch(options: GauntletOptions, work: Path, on_gpu: bool) -> GauntletOutput:
+    """Run the checked options in `nproc` processes (Composer's launcher); read back what rank 0 wrote."""
+    shutil.rmtree(work, ignore_errors=True)
+    ranks = work / "ranks"  # each rank's output but rank 0's (that one goes to this terminal)
+    try:
+        launch(options.nproc, RANK_MODULE, [options.to_json()], ranks, on_gpu)
+    except KeyboardInterrupt as err:
+        raise KeyboardInterrupt(_interrupted(options, [], work)) from err
+    results = json.loads((options.out / "results.json").read_text())
+    if not options.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return GauntletOutput(results, [options.out / "results.json", *report_paths(options.out).values()])
 
 
 if __name__ == "__main__":  # `python -m limit_foundry.eval.gauntlet ...`: `limit-foundry gauntlet ...`

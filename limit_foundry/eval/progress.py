@@ -1,7 +1,8 @@
 """A Composer callback that shows Gauntlet eval progress and times where the eval loop spends its time.
 
 LLM Foundry's eval runs without a progress bar. Registered into `llmfoundry_callbacks` as
-`limit_gauntlet_progress`: one tqdm bar per evaluator (`model [i/N] label`, counting batches), and
+`limit_gauntlet_progress`: one tqdm bar per evaluator (`model [i/N] label`, counting batches; in a
+data-parallel run, rank 0's share only), and
 `seconds`, the wall time of each part of Composer's eval loop, so a run can report how much of its
 time went to the model and how much to tokenization, data loading and metrics instead:
 
@@ -20,6 +21,8 @@ from typing import Any
 
 from composer.core import Callback, State
 from composer.loggers import Logger
+
+from limit_foundry.eval.distributed import current_rank
 
 PHASES = ("first_batch", "fetch", "batch_prep", "forward", "metrics")
 
@@ -51,7 +54,10 @@ class GauntletProgress(Callback):
         total = state.dataloader_len.value if state.dataloader_len is not None else None
         of = f"/{self.evaluators}" if self.evaluators else ""
         self._bar = tqdm(
-            total=total, desc=f"{self.model_id} [{self.done}{of}] {state.dataloader_label}", unit="batch"
+            total=total,
+            desc=f"{self.model_id} [{self.done}{of}] {state.dataloader_label}",
+            unit="batch",
+            disable=not current_rank().is_main,  # one set of bars on the terminal
         )
         self._phase, self._mark = "first_batch", time.perf_counter()
 

@@ -150,10 +150,14 @@ def bar_chart_png(results: dict[str, Any], path: str | Path) -> None:
     atomic_write_bytes(path, figure_png(fig))
 
 
+def report_paths(out_dir: str | Path) -> dict[str, Path]:
+    """Where `write_reports` puts results.md and gauntlet.png."""
+    return {"markdown": Path(out_dir) / "results.md", "chart": Path(out_dir) / "gauntlet.png"}
+
+
 def write_reports(results: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """results.md and gauntlet.png in `out_dir` (each written atomically)."""
-    out_dir = Path(out_dir)
-    paths = {"markdown": out_dir / "results.md", "chart": out_dir / "gauntlet.png"}
+    paths = report_paths(out_dir)
     atomic_write_text(paths["markdown"], markdown_table(results))
     bar_chart_png(results, paths["chart"])
     return paths

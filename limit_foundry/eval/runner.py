@@ -22,6 +22,7 @@ from typing import Any
 
 from limit_foundry.errors import ConfigError, LimitFoundryError, ModelLoadError, UserError
 from limit_foundry.eval.config import CUSTOM_TASK_METRICS
+from limit_foundry.eval.distributed import FSDP_EVAL_CONFIG
 from limit_foundry.models.checkpoints import (
     CheckpointSpec,
     composer_model_sections,
@@ -54,6 +55,7 @@ class EvalSettings:
     attn_impl: str = "torch"
     trust_remote_code: bool = False
     log_level: str = "warning"
+    fsdp: bool = False  # shard the model across the processes (for a model too large for one GPU)
 
 
 @dataclass
@@ -180,7 +182,8 @@ def model_entry_config(
             "trust_remote_code": settings.trust_remote_code,
         }
         tokenizer = {"name": spec.tokenizer or spec.path}
-    model["init_device"] = "cpu"
+    # with FSDP only rank 0 reads the weights and the others receive their shards (LLM Foundry's `mixed`)
+    model["init_device"] = "mixed" if settings.fsdp else "cpu"
     if model["name"] in _MPT_MODELS:
         model["loss_fn"] = "torch_crossentropy"  # eval computes no loss; the fused one needs flash-attn
         if model["name"] == "limit_hf_mpt":
@@ -214,7 +217,7 @@ def eval_config(
             if t["icl_task_type"] in CUSTOM_TASK_METRICS
         }
     )
-    return {
+    cfg = {
         "run_name": f"gauntlet-{entry.model_id}",
         "seed": settings.seed,
         "max_seq_len": max_seq_len,
@@ -227,6 +230,9 @@ def eval_config(
         "callbacks": {"limit_gauntlet_progress": {"model_id": entry.model_id, "evaluators": 0}},
         "loggers": {},
     }
+    if settings.fsdp:
+        cfg["fsdp_config"] = dict(FSDP_EVAL_CONFIG)
+    return cfg
 
 
 @contextlib.contextmanager
@@ -245,7 +251,12 @@ def _float(value: Any) -> float:
 
 
 def collect(trainer: Any) -> RawResult:
-    """Every evaluator's computed metrics under LLM Foundry's own logging keys, and the eval loop's timing."""
+    """Every evaluator's computed metrics under LLM Foundry's own logging keys, and the eval loop's timing.
+
+    In a data-parallel run the values are the all-process ones: Composer computed each metric across the
+    processes, and the example counts and extra counters are summed across them here (torchmetrics'
+    `sync_context`, a no-op in one process), so every rank must call this, in the same order.
+    """
     # here, not at the top: progress imports Composer, and checks and `score` must not pay for it
     from limit_foundry.eval.progress import GauntletProgress
 
@@ -257,14 +268,15 @@ def collect(trainer: Any) -> RawResult:
     for label, metrics in trainer.state.eval_metrics.items():
         for name, metric in metrics.items():
             key = f"metrics/{label}/{name}"
-            result.metrics[key] = _float(metric.compute())
-            if hasattr(metric, "total"):
-                result.examples[key] = int(_float(metric.total))
-            extra = {
-                s: _float(getattr(metric, s))
-                for s in ("truncated", "tokens", "length_finished")
-                if hasattr(metric, s)
-            }
+            result.metrics[key] = _float(metric.compute())  # computed across processes by Composer's loop
+            with metric.sync_context():
+                if hasattr(metric, "total"):
+                    result.examples[key] = int(_float(metric.total))
+                extra = {
+                    s: _float(getattr(metric, s))
+                    for s in ("truncated", "tokens", "length_finished")
+                    if hasattr(metric, s)
+                }
             if extra:
                 result.states[key] = extra
     return result

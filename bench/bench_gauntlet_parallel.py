@@ -1,0 +1,199 @@
+"""The Gauntlet against LLM Foundry's own eval entry, and two processes against one, side by side.
+
+(a) `limit-foundry gauntlet run --gauntlet v0 --limit N` against `llmfoundry.command_utils.eval_from_yaml` on the
+    same model (a small random Llama, `hf_causal_lm` in both), the same tasks (every v0 benchmark whose file is
+    present) and the same rows (the copies `--limit` makes, handed to LLM Foundry's eval as its dataset files),
+    with the same seed, batch size, sequence length and precision. Each run is a fresh process, so both pay
+    Python's start and LLM Foundry's import; ours also checks, copies, hashes the checkpoint and writes its
+    reports. The metrics of the two are compared key by key. Target: ours / native <= 1.0 at identical metrics.
+(b) `gauntlet run --nproc 2` (Composer's launcher, two gloo processes sharing the cores) against one process,
+    on an MPT whose forward passes dominate the run (d_model 384, 4 layers, 512 tokens), same rows; metrics
+    compared. Target: >= 1.6x on 2 cores.
+
+Runs alternate between the two sides of each comparison, so both see the same machine load; medians quoted.
+
+    .venv/bin/python bench/bench_gauntlet_parallel.py [--repeats 3] [--limit 10] [--parallel-limit 20]
+        [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PARALLEL_MPT = {"d_model": 384, "n_heads": 6, "n_layers": 4}
+SETTINGS = {"seed": 17, "max_seq_len": 512, "device_eval_batch_size": 4, "precision": "fp32"}
+NATIVE_DUMP = """
+import json, sys
+from llmfoundry.command_utils import eval_from_yaml
+trainers, _ = eval_from_yaml(sys.argv[1], [])
+metrics = {
+    f"metrics/{label}/{name}": float(metric.compute())
+    for label, by_name in trainers[0].state.eval_metrics.items() for name, metric in by_name.items()
+}
+json.dump(metrics, open(sys.argv[2], "w"))
+"""
+
+
+def default_data_dir() -> Path:
+    return Path(
+        os.environ.get("GAUNTLET_DATA_DIR") or REPO.parent / "shared" / "data" / "gauntlet" / "local_data"
+    )
+
+
+def timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:6])} ...: exit {done.returncode}\n{done.stderr[-3000:]}")
+    return wall
+
+
+def ours(model: Path, data_dir: Path, limit: int, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "limit_foundry.cli", "gauntlet", "run", "--model", f"m={model}", "--gauntlet", "v0",
+        "--limit", str(limit), "--data-dir", str(data_dir), "--out", str(out), "--device", "cpu", "--overwrite",
+        "--batch-size", str(SETTINGS["device_eval_batch_size"]), "--seed", str(SETTINGS["seed"]),
+        "--max-seq-len", str(SETTINGS["max_seq_len"]), "--precision", SETTINGS["precision"], *extra,
+    ]  # fmt: skip
+
+
+def native_yaml(model: Path, data_dir: Path, limit: int, work: Path) -> Path:
+    """LLM Foundry's eval YAML for the same model, tasks and rows (the rows `--limit` selects, as files)."""
+    from limit_foundry.eval.benchmark_files import eval_file, locate
+    from limit_foundry.eval.config import load_gauntlet
+
+    gauntlet = load_gauntlet("v0")
+    present, _ = locate(gauntlet, data_dir, limit=limit)
+    tasks = [
+        {**gauntlet.tasks[label].raw, "dataset_uri": str(eval_file(f, work / "rows"))}
+        for label, f in present.items()
+    ]
+    config = {
+        **SETTINGS,
+        "models": [
+            {
+                "model_name": "m",
+                "model": {
+                    "name": "hf_causal_lm",
+                    "pretrained_model_name_or_path": str(model),
+                    "pretrained": True,
+                    "init_device": "cpu",
+                },
+                "tokenizer": {"name": str(model), "kwargs": {"model_max_length": SETTINGS["max_seq_len"]}},
+            }
+        ],
+        "icl_tasks": tasks,
+        "loggers": {},
+        "log_config": False,
+        "python_log_level": "warning",
+    }
+    path = work / "native.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def max_difference(a: dict[str, float], b: dict[str, float]) -> float:
+    if sorted(a) != sorted(b):
+        raise SystemExit(f"different metric keys: {sorted(set(a) ^ set(b))[:5]}")
+    return max(abs(a[k] - b[k]) for k in a)
+
+
+def compare_native(data_dir: Path, limit: int, repeats: int, work: Path) -> None:
+    from limit_foundry.models.tiny import build_tiny_llama
+
+    model = build_tiny_llama(work / "llama", hidden_size=128)
+    config = native_yaml(model, data_dir, limit, work)
+    dump = work / "native_dump.py"
+    dump.write_text(textwrap.dedent(NATIVE_DUMP))
+    walls: dict[str, list[float]] = {"limit-foundry gauntlet run": [], "llmfoundry eval_from_yaml": []}
+    for _ in range(repeats):
+        walls["limit-foundry gauntlet run"].append(timed(ours(model, data_dir, limit, work / "ours"), work))
+        walls["llmfoundry eval_from_yaml"].append(
+            timed([sys.executable, str(dump), str(config), str(work / "native.json")], work)
+        )
+    ours_metrics = json.loads((work / "ours" / "m" / "RAW.json").read_text())
+    native_metrics = json.loads((work / "native.json").read_text())
+    medians = {name: statistics.median(values) for name, values in walls.items()}
+    print(
+        f"== (a) Gauntlet v0, --limit {limit} ({len(ours_metrics)} metrics), tiny Llama (hidden 128), CPU, "
+        f"fresh process each (median of {repeats})"
+    )
+    for name, seconds in medians.items():
+        print(f"{name:<28}{seconds:7.1f} s   runs: {', '.join(f'{s:.1f}' for s in walls[name])}")
+    ratio = medians["limit-foundry gauntlet run"] / medians["llmfoundry eval_from_yaml"]
+    print(f"ours / native = {ratio:.2f} (target <= 1.0); largest metric difference "
+          f"{max_difference(ours_metrics, native_metrics):.2e}")  # fmt: skip
+
+
+def compare_parallel(data_dir: Path, limit: int, repeats: int, work: Path) -> None:
+    from limit_foundry.models.tiny import build_tiny_mpt
+
+    model = work / "mpt"
+    build_tiny_mpt(model, **PARALLEL_MPT)
+    walls: dict[str, list[float]] = {"1 process": [], "--nproc 2": []}
+    for _ in range(repeats):
+        walls["1 process"].append(timed(ours(model, data_dir, limit, work / "one"), work))
+        walls["--nproc 2"].append(timed(ours(model, data_dir, limit, work / "two", "--nproc", "2"), work))
+    one = json.loads((work / "one" / "m" / "RAW.json").read_text())
+    two = json.loads((work / "two" / "m" / "RAW.json").read_text())
+    forward = json.loads((work / "one" / "results.json").read_text())["models"][0]["timing"][
+        "model_forward_seconds"
+    ]
+    medians = {name: statistics.median(values) for name, values in walls.items()}
+    print(
+        f"== (b) Gauntlet v0, --limit {limit}, MPT {PARALLEL_MPT} (512 tokens), CPU with {os.cpu_count()} cores "
+        f"(median of {repeats}; one process spent {forward:.0f} s in forward passes in its last run)"
+    )
+    for name, seconds in medians.items():
+        print(f"{name:<28}{seconds:7.1f} s   runs: {', '.join(f'{s:.1f}' for s in walls[name])}")
+    print(f"speed-up = {medians['1 process'] / medians['--nproc 2']:.2f}x (target >= 1.6x); largest metric "
+          f"difference {max_difference(one, two):.2e}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per side; medians quoted (default: %(default)s)"
+    )
+    parser.add_argument("--limit", type=int, default=10, help="rows per task in (a) (default: %(default)s)")
+    parser.add_argument(
+        "--parallel-limit", type=int, default=20, help="rows per task in (b) (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=default_data_dir(), help="benchmark files (default: %(default)s)"
+    )
+    parser.add_argument("--only", choices=("native", "parallel"), default=None, help="run one comparison")
+    args = parser.parse_args()
+    if not args.data_dir.is_dir():
+        raise SystemExit(
+            f"{args.data_dir}: benchmark files absent (run `make gauntlet-data` or set GAUNTLET_DATA_DIR)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "native"):
+            (Path(tmp) / "a").mkdir()
+            compare_native(args.data_dir, args.limit, args.repeats, Path(tmp) / "a")
+        if args.only in (None, "parallel"):
+            (Path(tmp) / "b").mkdir()
+            compare_parallel(args.data_dir, args.parallel_limit, args.repeats, Path(tmp) / "b")
+    print(f"(load average {os.getloadavg()[0]:.2f} at the end)")
+
+
+if __name__ == "__main__":
+    main()
