@@ -54,6 +54,7 @@ from limit_foundry.generate.run import (
     model_identity,
     now_utc,
     output_file,
+    output_identity,
     plan_runs,
     use_chat_template,
 )
@@ -201,15 +202,7 @@ def plan_served_run(run: GenerationRun, backend: str) -> ServedPlan:
         generator = run.generator or run.model.replace("/", "_")
         model = {"backend": backend, "served_model": run.model, "tokenizer": run.tokenizer}
         details = dict(model)
-    identity = {
-        "model": model,
-        "prompts": {"name": prompt_set.name, "sha256": prompt_set.sha256, "count": len(prompt_set.prompts)},
-        "decoding": run.decoding.to_dict(),
-        "template": template_text,
-        "chat_template": run.chat_template,
-        "seeds": seeds,
-        "generator": generator,
-    }
+    identity = output_identity(run, model, prompt_set, template_text, seeds, generator)
     paths = OutputPaths(output_file(run, generator, prompt_set))
     return ServedPlan(run, prompt_set, seeds, generator, identity, details, paths)
 

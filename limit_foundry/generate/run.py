@@ -320,6 +320,26 @@ def process_devices(device: str, processes: int) -> list[str]:
     return [f"cuda:{k}" for k in range(processes)]
 
 
+def output_identity(
+    run: GenerationRun,
+    model: dict[str, Any],
+    prompt_set: PromptSet,
+    template_text: str,
+    seeds: list[int],
+    generator: str,
+) -> dict[str, Any]:
+    """What makes two runs' answers the same, whatever the backend (a resume must match it)."""
+    return {
+        "model": model,
+        "prompts": {"name": prompt_set.name, "sha256": prompt_set.sha256, "count": len(prompt_set.prompts)},
+        "decoding": run.decoding.to_dict(),
+        "template": template_text,
+        "chat_template": run.chat_template,
+        "seeds": seeds,
+        "generator": generator,
+    }
+
+
 def output_file(run: GenerationRun, generator: str, prompt_set: PromptSet) -> Path:
     """`--out`, or `<out_dir>/<generator>/<prompt set>.json`, checked as a path this process can write."""
     if run.out is not None:
@@ -353,13 +373,7 @@ def prepare_run(
     out = output_file(run, generator, prompt_set)
     fingerprint = fingerprint or checkpoint_fingerprint(spec)
     identity = {
-        "model": model_identity(fingerprint),
-        "prompts": {"name": prompt_set.name, "sha256": prompt_set.sha256, "count": len(prompt_set.prompts)},
-        "decoding": run.decoding.to_dict(),
-        "template": template_text,
-        "chat_template": run.chat_template,
-        "seeds": seeds,
-        "generator": generator,
+        **output_identity(run, model_identity(fingerprint), prompt_set, template_text, seeds, generator),
         "device_type": device.split(":")[0],
         "dtype": dtype,
         "attn_impl": None if spec.kind == "hf" else resolve_attn_impl(run.attn_impl, device),

@@ -119,7 +119,8 @@ def test_each_process_gets_a_device(monkeypatch):
         process_devices("cuda", too_many)
     with pytest.raises(ConfigError, match="--processes must be >= 1"):
         process_devices("cpu", 0)
-    monkeypatch.delenv("LOCAL_RANK", raising=False)  # in-process Composer runs of other tests may leave it set
+    # an in-process Composer run of another test on this worker may have left LOCAL_RANK set
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setenv("WORLD_SIZE", "8")  # a platform node's environment: not a launcher's rank
     assert process_devices("cpu", 2) == ["cpu"] * 2
     monkeypatch.setenv("LOCAL_RANK", "0")  # a rank started by `composer -n 8` or torchrun
