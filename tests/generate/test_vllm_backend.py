@@ -117,7 +117,7 @@ def test_kill_9_of_the_client_then_resume(vllm_server, smollm2_export, many_prom
 
 
 def test_backend_vllm_survives_a_server_death_then_resumes_and_leaves_no_server_behind(
-    smollm2_export, many_prompts, tmp_path
+    vllm_python, smollm2_export, many_prompts, tmp_path
 ):
     """Two server starts (each ~1.5 min on CPU): a kill -9 of the client is the openai test's, and the watchdog
     ending the group when its client is gone is tests/models/test_vllm_server.py's."""
