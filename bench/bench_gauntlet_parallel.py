@@ -113,6 +113,15 @@ def max_difference(a: dict[str, float], b: dict[str, float]) -> float:
     return max(abs(a[k] - b[k]) for k in a)
 
 
+def print_medians(title: str, walls: dict[str, list[float]]) -> dict[str, float]:
+    """Print each side's median wall time and its runs under `title`; return the medians."""
+    medians = {name: statistics.median(values) for name, values in walls.items()}
+    print(title)
+    for name, seconds in medians.items():
+        print(f"{name:<28}{seconds:7.1f} s   runs: {', '.join(f'{s:.1f}' for s in walls[name])}")
+    return medians
+
+
 def compare_native(data_dir: Path, limit: int, repeats: int, work: Path) -> None:
     from limit_foundry.models.tiny import build_tiny_llama
 
@@ -128,13 +137,11 @@ def compare_native(data_dir: Path, limit: int, repeats: int, work: Path) -> None
         )
     ours_metrics = json.loads((work / "ours" / "m" / "RAW.json").read_text())
     native_metrics = json.loads((work / "native.json").read_text())
-    medians = {name: statistics.median(values) for name, values in walls.items()}
-    print(
+    medians = print_medians(
         f"== (a) Gauntlet v0, --limit {limit} ({len(ours_metrics)} metrics), tiny Llama (hidden 128), CPU, "
-        f"fresh process each (median of {repeats})"
+        f"fresh process each (median of {repeats})",
+        walls,
     )
-    for name, seconds in medians.items():
-        print(f"{name:<28}{seconds:7.1f} s   runs: {', '.join(f'{s:.1f}' for s in walls[name])}")
     ratio = medians["limit-foundry gauntlet run"] / medians["llmfoundry eval_from_yaml"]
     print(f"ours / native = {ratio:.2f} (target <= 1.0); largest metric difference "
           f"{max_difference(ours_metrics, native_metrics):.2e}")  # fmt: skip
@@ -154,13 +161,11 @@ def compare_parallel(data_dir: Path, limit: int, repeats: int, work: Path) -> No
     forward = json.loads((work / "one" / "results.json").read_text())["models"][0]["timing"][
         "model_forward_seconds"
     ]
-    medians = {name: statistics.median(values) for name, values in walls.items()}
-    print(
+    medians = print_medians(
         f"== (b) Gauntlet v0, --limit {limit}, MPT {PARALLEL_MPT} (512 tokens), CPU with {os.cpu_count()} cores "
-        f"(median of {repeats}; one process spent {forward:.0f} s in forward passes in its last run)"
+        f"(median of {repeats}; one process spent {forward:.0f} s in forward passes in its last run)",
+        walls,
     )
-    for name, seconds in medians.items():
-        print(f"{name:<28}{seconds:7.1f} s   runs: {', '.join(f'{s:.1f}' for s in walls[name])}")
     print(f"speed-up = {medians['1 process'] / medians['--nproc 2']:.2f}x (target >= 1.6x); largest metric "
           f"difference {max_difference(one, two):.2e}")  # fmt: skip
 
