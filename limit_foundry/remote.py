@@ -90,8 +90,8 @@ def split_uri(uri: str) -> tuple[str, str, str]:
     return parse_uri(uri)
 
 
-class _StoreReader:
-    """Listing, describing and downloading objects through a Composer object store.
+class _Store:
+    """Listing, describing, downloading and uploading objects through a Composer object store.
 
     S3-compatible stores are read with the store's own boto3 client (ETags, versions and ranged GETs are
     public S3 API); every other store through the generic `ObjectStore` methods (sizes, whole-object copies).
@@ -120,7 +120,7 @@ class _StoreReader:
         except FileNotFoundError as err:
             raise ModelLoadError(f"{what}: no such object in the object store") from err
         except Exception as err:
-            code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+            code = _error_code(err)
             if code in _NOT_FOUND_CODES:
                 raise ModelLoadError(f"{what}: no such object in the object store ({code})") from err
             name = type(err).__name__
@@ -148,7 +148,7 @@ class _StoreReader:
                     )
                 return RemoteObject("", key, int(self.store.get_object_size(key)))
             except Exception as err:
-                code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+                code = _error_code(err)
                 if isinstance(err, FileNotFoundError) or code in _NOT_FOUND_CODES:
                     return None
                 raise
@@ -171,6 +171,10 @@ class _StoreReader:
             keys = [k for k in self.store.list_objects(prefix) if not k.endswith("/")]
             return [RemoteObject(k[len(prefix) :], k, int(self.store.get_object_size(k))) for k in keys]
 
+    def put(self, key: str, path: Path) -> None:
+        with self._errors(self.object_uri(key)):
+            self.store.upload_object(key, str(path))
+
     def download(self, obj: RemoteObject, part: Path) -> int:
         """Bring `obj` into `part`, continuing what is there when the store allows it; the bytes kept."""
         kept = part.stat().st_size if part.exists() else 0
@@ -191,6 +195,15 @@ class _StoreReader:
                 for chunk in iter(lambda: body.read(_CHUNK), b""):
                     f.write(chunk)
         return kept
+
+
+def _error_code(err: BaseException) -> str:
+    """The S3 error code of a botocore error, or of the one it wraps (boto3's upload errors wrap them)."""
+    for candidate in (err, err.__context__):
+        response = getattr(candidate, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code", ""))
+    return ""
 
 
 def _etag(value: str | None) -> str | None:
@@ -285,7 +298,7 @@ def _locked(lock: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _describe(reader: _StoreReader, uri: str) -> tuple[str, list[RemoteObject]]:
+def _describe(reader: _Store, uri: str) -> tuple[str, list[RemoteObject]]:
     """(local name, objects) for a URI naming one object or a folder (trailing '/' forces a folder)."""
     _, _, key = split_uri(uri)
     key = key.rstrip("/") if uri.endswith("/") else key
@@ -302,13 +315,13 @@ def _describe(reader: _StoreReader, uri: str) -> tuple[str, list[RemoteObject]]:
 
 def describe_remote(uri: str) -> tuple[str, list[RemoteObject]]:
     """(local name, objects) of a URI, as the store lists them now; nothing is downloaded."""
-    return _describe(_StoreReader(uri), uri)
+    return _describe(_Store(uri), uri)
 
 
 def list_folders(uri: str) -> list[str]:
     """Names of the folders directly under a folder URI (e.g. the exports under `<save_folder>/huggingface`)."""
     _, _, key = split_uri(uri)
-    objects = _StoreReader(uri).list(key.rstrip("/") + "/")
+    objects = _Store(uri).list(key.rstrip("/") + "/")
     return sorted({o.name.split("/", 1)[0] for o in objects if "/" in o.name})
 
 
@@ -317,7 +330,7 @@ def fetch_to_cache(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     if not is_remote(path):
         return Path(path)
     uri = str(path)
-    reader = _StoreReader(uri)
+    reader = _Store(uri)
     name, objects = _describe(reader, uri)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     key = cache_key(uri, objects)
@@ -333,9 +346,7 @@ def fetch_to_cache(path: str | os.PathLike, cache_dir: str | os.PathLike | None 
     return entry / name
 
 
-def _download_entry(
-    reader: _StoreReader, uri: str, name: str, objects: list[RemoteObject], staging: Path
-) -> None:
+def _download_entry(reader: _Store, uri: str, name: str, objects: list[RemoteObject], staging: Path) -> None:
     """Fill `staging` with every object, verified, and its manifest; finished objects of a killed run are kept."""
     previous = _read_manifest(staging)
     records = []
@@ -393,3 +404,36 @@ def cache_manifest(local: str | os.PathLike) -> dict[str, Any] | None:
         return json.loads(manifest.read_text())
     except (OSError, ValueError):
         return None
+
+
+def upload(local: str | os.PathLike, uri: str) -> list[RemoteObject]:
+    """Copy a file, or every file of a folder (`uri` then names the folder), to object storage; each object is
+    checked after its upload (its size, and its MD5 when the store's ETag is one). Returns the objects written.
+
+    What a platform job writes its results with: the job's container is gone when it ends, its objects stay.
+    """
+    source = Path(local)
+    if not source.exists():
+        raise ConfigError(f"{source}: nothing to upload (no such file or folder)")
+    store = _Store(uri)
+    _, _, key = split_uri(uri)
+    key = key.rstrip("/")
+    if not key:
+        raise ConfigError(f"{public_uri(uri)}: name an object or a folder inside the bucket")
+    files = [(key, source)] if source.is_file() else [
+        (f"{key}/{path.relative_to(source).as_posix()}", path) for path in sorted(source.rglob("*")) if path.is_file()
+    ]  # fmt: skip
+    written = []
+    for object_key, path in files:
+        store.put(object_key, path)
+        stored, where = store.head(object_key), store.object_uri(object_key)
+        if stored is None:
+            raise ModelLoadError(f"{where}: uploaded, but the store does not list it")
+        if stored.size != path.stat().st_size:
+            raise ModelLoadError(
+                f"{where}: uploaded {path.stat().st_size} bytes, the store holds {stored.size}"
+            )
+        if stored.etag and _MD5_ETAG.match(stored.etag) and _file_digests(path)[0] != stored.etag:
+            raise ModelLoadError(f"{where}: the stored object does not match {path}")
+        written.append(stored)
+    return written

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from limit_foundry.errors import ModelLoadError, ServiceUnreachableError
+from limit_foundry.errors import ConfigError, ModelLoadError, ServiceUnreachableError
 from limit_foundry.remote import (
     MANIFEST_NAME,
     cache_key,
@@ -19,6 +19,7 @@ from limit_foundry.remote import (
     fetch_to_cache,
     is_remote,
     public_uri,
+    upload,
 )
 
 S3_TEST_BUCKET = "limit-test"
@@ -97,6 +98,26 @@ def test_a_folder_is_every_object_under_the_prefix_and_reused(s3, tmp_path: Path
     assert (local / "model.safetensors").stat().st_mtime_ns == mtime, (
         "a verified entry is not downloaded again"
     )
+
+
+def test_a_folder_uploads_verified_and_comes_back_whole(s3, tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    files = {"results.json": b'{"models": []}', "m/RAW.json": payload(70_000), "m/deep/x.txt": b"x"}
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    uri = f"s3://{S3_TEST_BUCKET}/uploads/job-1/"
+    written = upload(folder, uri)
+    assert sorted(o.key for o in written) == sorted(f"uploads/job-1/{name}" for name in files)
+    assert all(o.etag for o in written)
+    back = fetch_to_cache(uri, tmp_path / "cache")
+    assert {str(p.relative_to(back)): p.read_bytes() for p in back.rglob("*") if p.is_file()} == files
+    one = upload(folder / "results.json", f"s3://{S3_TEST_BUCKET}/uploads/single.json")
+    assert [o.key for o in one] == ["uploads/single.json"]
+    with pytest.raises(ConfigError, match="nothing to upload"):
+        upload(tmp_path / "absent", uri)
+    with pytest.raises(ModelLoadError, match="no-such-bucket"):
+        upload(folder, "s3://no-such-bucket/x")
 
 
 def test_the_cache_is_keyed_by_the_objects_identity(s3, tmp_path: Path) -> None:

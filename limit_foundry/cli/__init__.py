@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "study": "run a whole study from one spec: data, train, gauntlet, generate, judge, report",
     "report": "write a study's report.md with the paper's three figures",
     "submit": "submit a training YAML to the MosaicML platform",
+    "upload": "copy a file or folder to object storage (s3://, gs://, oci://), checked once stored",
 }
 
 

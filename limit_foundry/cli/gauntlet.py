@@ -3,6 +3,7 @@
     run       evaluate checkpoints on a Gauntlet (v0 = LIMIT's, v0.3 = LLM Foundry's current one) and write
               OUT/results.json, OUT/results.md, OUT/gauntlet.png and OUT/<model>/RAW.json
     score     re-score RAW.json files (LLM Foundry metric keys -> values) without a model; prints results JSON
+    merge     one table from several `run` outputs of the same Gauntlet and settings (e.g. one job per model)
     download  download the pinned benchmark files (what `make gauntlet-data` runs)
     pin       maintainers: rebuild the data pin from a local llm-foundry git checkout
 
@@ -39,6 +40,7 @@ from limit_foundry.eval.gauntlet import (
     PRECISIONS,
     GauntletOptions,
     ScoreOptions,
+    merge_gauntlet_results,
     run_gauntlet,
     score_gauntlet,
 )
@@ -70,6 +72,19 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="also write results.json, results.md and gauntlet.png here (default: print only)",
     )
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    merge = sub.add_parser(
+        "merge", help="one results.json from several runs' results.json (same Gauntlet and settings)"
+    )
+    merge.add_argument(
+        "results", type=Path, nargs="+", help="results.json files written by `gauntlet run`, in table order"
+    )
+    merge.add_argument(
+        "--out", type=Path, required=True, help="write results.json, results.md, gauntlet.png here"
+    )
+    merge.add_argument("--overwrite", action="store_true", help="replace OUT/results.json if it exists")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -212,6 +227,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_score(sub)
+    _add_merge(sub)
     _add_run(sub)
     _add_data(sub)
     return parser
@@ -220,6 +236,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def _score(args: argparse.Namespace) -> int:
     output = score_gauntlet(ScoreOptions(args.metrics, args.config, args.examples or [], args.out))
     print(json.dumps(output.results, indent=2, sort_keys=True))
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    output = merge_gauntlet_results(args.results, args.out, args.overwrite)
+    print(output.summary())
+    print(f"wrote {', '.join(map(str, output.files))}")
     return 0
 
 
@@ -268,7 +291,7 @@ def _pin(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": _score, "run": _run, "download": _download, "pin": _pin}
+COMMANDS = {"score": _score, "merge": _merge, "run": _run, "download": _download, "pin": _pin}
 INTERRUPTED_HINTS = {
     "run": "no results were written; rerun the same command (open-ended answers already written are kept)",
     "download": "files already verified are kept; rerun to fetch the rest",

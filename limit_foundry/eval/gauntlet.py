@@ -41,7 +41,7 @@ from limit_foundry.eval.runner import (
     run_model,
 )
 from limit_foundry.eval.scoring import SCORED, parse_raw_metrics, score_model, wrong_shot_notes
-from limit_foundry.io import atomic_write_json, check_writable_dir
+from limit_foundry.io import atomic_write_bytes, atomic_write_json, check_writable_dir
 from limit_foundry.models.checkpoints import checkpoint_fingerprint
 from limit_foundry.provenance import git_commit, package_versions
 
@@ -182,6 +182,73 @@ def score_gauntlet(options: ScoreOptions, log: Callable[[str], None] | None = No
         atomic_write_json(options.out / "results.json", results)
         files = [options.out / "results.json", *write_reports(results, options.out).values()]
     return GauntletOutput(results, files)
+
+
+# Run settings that may differ between runs merged into one table: where and how fast, not what was measured.
+MERGE_FREE_SETTINGS = ("processes", "fsdp", "device", "batch_size")
+
+
+def _identity(gauntlet: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two runs' Gauntlets the same: version and the content of its config and tasks files."""
+    return tuple(gauntlet.get(key) for key in ("version", "config_sha256", "tasks_sha256"))
+
+
+def merge_gauntlet_results(results_files: list[Path], out: Path, overwrite: bool = False) -> GauntletOutput:
+    """One results.json (and its reports) from several runs of the same Gauntlet, one model each or more: what
+    models evaluated in separate jobs (one per model on a platform) are compared in.
+
+    The runs must share the Gauntlet and every setting that changes a score (rows per task, sequence length,
+    seed, precision); each model keeps its own checkpoint, timing and raw metrics (copied to OUT/<model>/).
+    """
+    if not results_files:
+        raise UserError("gauntlet merge: name at least one results.json")
+    if (out / "results.json").exists() and not overwrite:
+        raise UserError(f"{out}/results.json exists: choose another --out or pass --overwrite")
+    runs = [(path, _read_json_object(path)) for path in results_files]
+    first_path, first = runs[0]
+    models: list[dict[str, Any]] = []
+    missing: dict[str, dict[str, Any]] = {}
+    for path, results in runs:
+        if results.get("format") != RESULTS_FORMAT or not isinstance(results.get("models"), list):
+            raise DataError(f"{path}: not a Gauntlet results.json (format {RESULTS_FORMAT})")
+        if _identity(results["gauntlet"]) != _identity(first["gauntlet"]):
+            raise DataError(
+                f"{path}: another Gauntlet than {first_path} ({results['gauntlet'].get('version')})"
+            )
+        settings = {k: v for k, v in (results.get("settings") or {}).items() if k not in MERGE_FREE_SETTINGS}
+        expected = {k: v for k, v in (first.get("settings") or {}).items() if k not in MERGE_FREE_SETTINGS}
+        differing = sorted(k for k in settings.keys() | expected.keys() if settings.get(k) != expected.get(k))
+        if differing:
+            raise DataError(
+                f"{path}: settings {differing} differ from {first_path}'s: scores would not compare"
+            )
+        for model in results["models"]:
+            if any(m["model_id"] == model["model_id"] for m in models):
+                raise DataError(f"{path}: model {model['model_id']!r} is already in an earlier results.json")
+            if model.get("raw_metrics"):
+                source = path.parent / model["raw_metrics"]
+                target = out / model["model_id"]
+                if source.parent.resolve() != target.resolve():
+                    target.mkdir(parents=True, exist_ok=True)
+                    for file in sorted(source.parent.glob("*.json")):
+                        atomic_write_bytes(target / file.name, file.read_bytes())
+                model = {**model, "raw_metrics": f"{model['model_id']}/RAW.json"}
+            models.append(model)
+        for entry in (results.get("data") or {}).get("missing", []):
+            missing.setdefault(entry["benchmark"], entry)
+    merged = {
+        "format": RESULTS_FORMAT,
+        "gauntlet": first["gauntlet"],
+        "models": models,
+        "data": {**(first.get("data") or {}), "missing": list(missing.values())},
+        **({"settings": first["settings"]} if "settings" in first else {}),
+        "merged_from": [str(path) for path in results_files],
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+    }
+    paths = write_reports(merged, out)
+    atomic_write_json(out / "results.json", merged)
+    return GauntletOutput(merged, [out / "results.json", *paths.values()])
 
 
 def _extra_tasks(path: Path | None, gauntlet_labels: set[str]) -> dict[str, Task]:

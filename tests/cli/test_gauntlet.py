@@ -24,7 +24,7 @@ from limit_foundry.cli.gauntlet import main
 from limit_foundry.eval.config import load_gauntlet
 
 PACKAGE_PARENT = Path(limit_foundry.__file__).resolve().parents[1]
-SUBCOMMANDS = ("run", "score", "download", "pin")
+SUBCOMMANDS = ("run", "score", "merge", "download", "pin")
 
 
 def _env(first_on_path: Path = PACKAGE_PARENT) -> dict[str, str]:

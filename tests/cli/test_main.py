@@ -15,7 +15,7 @@ from limit_foundry.cli.common import run_command
 from limit_foundry.errors import EXIT_INTERRUPTED, ConfigError, InternalError, ServiceUnreachableError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = ("data", "config", "train", "gauntlet", "generate", "judge", "study", "report", "submit")
+EXPECTED = ("data", "config", "train", "gauntlet", "generate", "judge", "study", "report", "submit", "upload")
 
 
 def python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
