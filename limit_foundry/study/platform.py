@@ -476,6 +476,27 @@ def run_command(parameters: dict[str, Any], build_data: bool) -> str:
 
 def build_run(parameters: dict[str, Any], target: PlatformTarget, source: SourceRepo) -> dict[str, Any]:
     """The mcli run YAML (as a dict) that trains `parameters`, a resolved training config."""
+    return platform_run(
+        str(parameters.get("run_name") or "limit-foundry-run"),
+        run_command(parameters, target.build_data),
+        target,
+        source,
+        parameters=add_loggers(parameters, target),
+        # the platform restarts it only when it continues where it stopped
+        resumable=can_resume(parameters),
+    )
+
+
+def platform_run(
+    name: str,
+    command: str,
+    target: PlatformTarget,
+    source: SourceRepo,
+    parameters: dict[str, Any] | None = None,
+    resumable: bool = False,
+) -> dict[str, Any]:
+    """A run YAML (as a dict) running `command` in the GPU image, with LLM Foundry at the release this package
+    pins and the user's project at one commit, both cloned and installed."""
     check_env(target.env)
     if target.gpus < 1:
         raise PlatformError(f"--gpus must be at least 1, got {target.gpus}")
@@ -489,17 +510,14 @@ def build_run(parameters: dict[str, Any], target: PlatformTarget, source: Source
     if target.nodes:
         compute["nodes"] = target.nodes
     scheduling: dict[str, Any] = {
-        "resumable": can_resume(
-            parameters
-        ),  # the platform restarts it only when it continues where it stopped
+        "resumable": resumable,
         "preemptible": target.preemptible,
         "max_retries": target.max_retries,
     }
     if target.priority:
         scheduling["priority"] = target.priority
-    parameters = add_loggers(parameters, target)
     return {
-        "name": str(parameters.get("run_name") or "limit-foundry-run"),
+        "name": name,
         "image": target.image,
         "compute": compute,
         "scheduling": scheduling,
@@ -523,8 +541,8 @@ def build_run(parameters: dict[str, Any], target: PlatformTarget, source: Source
             *_integrations(target),
         ],
         "env_variables": _env_variables(target),
-        "command": run_command(parameters, target.build_data),
-        "parameters": parameters,
+        "command": command,
+        "parameters": parameters or {},
     }
 
 

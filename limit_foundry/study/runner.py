@@ -86,12 +86,14 @@ def missing_credentials(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
         problems.append(
             f"{spec.path}:{spec.line_of('judge.backend')}: judge.backend openai needs OPENAI_API_KEY"
         )
-    on_platform = spec.train_target == "platform" and not spec.platform.get("local")
-    if "train" in stages and on_platform and not platform_credentials_present():
-        problems.append(
-            f"{spec.path}:{spec.line_of('train.target')}: train.target platform needs MOSAICML_API_KEY "
-            "(or `mcli set api-key`)"
-        )
+    on_platform = {"train": spec.train_target == "platform" and not spec.platform.get("local")}
+    on_platform |= {stage: not settings.get("local") for stage, settings in spec.job_platform.items()}
+    for stage in stages:
+        if on_platform.get(stage) and not platform_credentials_present():
+            problems.append(
+                f"{spec.path}:{spec.line_of(f'{stage}.target')}: {stage}.target platform needs MOSAICML_API_KEY "
+                "(or `mcli set api-key`)"
+            )
     if not _hf_token_present():
         if "data" in stages and "lima" not in spec.source_paths:
             for run in spec.runs.values():
@@ -151,7 +153,7 @@ def missing_local_inputs(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
 def missing_vllm(spec: StudySpec, stages: tuple[str, ...]) -> list[str]:
     """The vLLM environment, when a chosen stage serves a model with it (`make vllm` creates one)."""
     users = []
-    if "generate" in stages and spec.generate_backend == "vllm":
+    if "generate" in stages and spec.generate_backend == "vllm" and spec.generate_target == "local":
         users.append("generate.backend")
     if "judge" in stages and spec.comparisons and judge_backend(spec) == "vllm":
         users.append("judge.backend")
@@ -309,11 +311,15 @@ def _run_step(
     if step.overwrite_flag and previous and previous.get("fingerprint") != fingerprint:
         command.append(step.overwrite_flag)  # earlier outputs came from other inputs: replace them
     started, cpu_started = time.monotonic(), _children_cpu_s()
-    result = subprocess.run(command, env=env)
+    partial = False
+    if step.action is not None:  # in-process work (a platform job); the command only describes it
+        step.action()
+    else:
+        result = subprocess.run(command, env=env)
+        partial = step.partial_exit_code is not None and result.returncode == step.partial_exit_code
+        if result.returncode != 0 and not partial:
+            raise UserError(f"step {step.key} failed (exit {result.returncode}): {shlex.join(command)}")
     cpu = _children_cpu_s() - cpu_started
-    partial = step.partial_exit_code is not None and result.returncode == step.partial_exit_code
-    if result.returncode != 0 and not partial:
-        raise UserError(f"step {step.key} failed (exit {result.returncode}): {shlex.join(command)}")
     if step.after is not None:
         step.after()
     missing = [p for p in step.outputs if not p.exists()]
@@ -326,8 +332,10 @@ def validate_study(spec_file: Path) -> StudySpec:
     """Load a spec and check what every stage will need (`limit-foundry study validate`)."""
     spec = load_spec(spec_file)
     preflight(spec, STAGES)
+    layout = StudyLayout(Path("runs") / spec.name)
     if spec.train_target == "platform":
-        platform_runs(spec, StudyLayout(Path("runs") / spec.name))
+        platform_runs(spec, layout)
+    plan(spec, layout, tuple(spec.job_platform))  # a platform job's inputs outside the project fail here
     return spec
 
 
@@ -355,6 +363,10 @@ def execute_stages(
             print(f"[{step.stage}] {step.key}\n  {shlex.join(step.command)}")
             if step.server is not None:
                 print(f"  ({SERVER_URL}: a vLLM server on {step.server.model_dir}, one for the stage)")
+            if step.action is not None:
+                print(
+                    "  (a platform job: these limit-foundry commands run on the platform, with each model's URI)"
+                )
         return {}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / STUDY_JSON, _study_record(spec, layout, plan(spec, layout, STAGES)))

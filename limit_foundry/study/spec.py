@@ -23,6 +23,7 @@ from limit_foundry.data.sources import BUILTIN_SOURCES
 from limit_foundry.errors import ConfigError, PlatformError
 from limit_foundry.eval.config import VERSIONS
 from limit_foundry.judge.prompts import TemplateError, builtin_templates, load_template
+from limit_foundry.remote import is_remote
 from limit_foundry.study.platform import platform_flags
 
 # Base models a study can finetune. `prepare`: the runner writes the model into the study directory
@@ -62,6 +63,11 @@ class StudySpec:
     train_overrides: list[str] = field(default_factory=list)
     train_checkpoint: str = "latest"  # which HF export later stages use: latest, or a name like ba40 or ep4
     platform: dict[str, Any] = field(default_factory=dict)
+    gauntlet_target: str = "local"
+    generate_target: str = "local"
+    # per stage run on the platform (gauntlet, generate): its `limit-foundry submit` settings (train.platform's,
+    # then the stage's own) and `results`, the object-store folder its jobs write to
+    job_platform: dict[str, dict[str, Any]] = field(default_factory=dict)
     gauntlet_version: str = "v0"
     gauntlet_limit: int | None = None
     gauntlet_data_dir: str | None = None
@@ -292,6 +298,9 @@ def load_spec(path: str | Path) -> StudySpec:
     data_dir = gauntlet.get("data_dir", str)
     spec.gauntlet_data_dir = data_dir if data_dir in (None, "auto") else spec_path(path, data_dir)
     spec.gauntlet_args = gauntlet.strings("args")
+    spec.gauntlet_target = gauntlet.choice("target", TRAIN_TARGETS, "local")
+    if spec.gauntlet_target == "platform":
+        spec.job_platform["gauntlet"] = _job_platform(gauntlet, path, spec)
     gauntlet.check_unknown()
 
     generate = top.section("generate")
@@ -310,6 +319,11 @@ def load_spec(path: str | Path) -> StudySpec:
         if run_name not in spec.runs or not isinstance(served_name, str):
             raise generate.fail("served_models", f"{run_name!r}: map a run name to the name its server uses")
     spec.served_models = {str(k): str(v) for k, v in served.items()}
+    spec.generate_target = generate.choice("target", TRAIN_TARGETS, "local")
+    if spec.generate_target == "platform":
+        if spec.generate_backend == "openai":
+            raise generate.fail("target", "a platform job generates with backend hf or vllm, not openai")
+        spec.job_platform["generate"] = _job_platform(generate, path, spec)
     generate.check_unknown()
 
     vllm = top.section("vllm")
@@ -360,6 +374,40 @@ def _platform(train: _Section, path: Path, target: str) -> dict[str, Any]:
     for key in ("project_dir", "local"):
         if key in settings:
             settings[key] = spec_path(path, settings[key])
+    return settings
+
+
+def _job_platform(section: _Section, path: Path, spec: StudySpec) -> dict[str, Any]:
+    """`<stage>.platform` over `train.platform` (so a job may ask for fewer GPUs than training), plus `results`:
+    the object-store folder the stage's jobs write to (default: beside the runs' checkpoints)."""
+    if spec.train_target != "platform":
+        raise section.fail(
+            "target", "platform jobs read the models from object storage: set train.target platform"
+        )
+    train_platform = spec.platform
+    own = dict(section.get("platform", dict, {}))
+    results = own.pop("results", None)
+    if results is not None and not (isinstance(results, str) and is_remote(results)):
+        raise section.fail(
+            "platform", f"results must be an object-store URI (s3://, gs://, oci://), got {results!r}"
+        )
+    try:
+        platform_flags(own)
+    except PlatformError as err:
+        raise section.fail("platform", str(err)) from err
+    for key in ("project_dir", "local"):
+        if key in own:
+            own[key] = spec_path(path, own[key])
+    inherited = {
+        key: value for key, value in train_platform.items() if key != "nodes"
+    }  # training's node count
+    settings = {**inherited, **own, **({"results": results} if results else {})}
+    if not (settings.get("cluster") and settings.get("gpus")):
+        raise section.fail(
+            "target", "target platform needs platform.cluster and platform.gpus (here or in train)"
+        )
+    if settings.get("nodes", 1) != 1:
+        raise section.fail("platform", "a job runs on one node (its GPUs split the work): set nodes: 1")
     return settings
 
 

@@ -30,11 +30,23 @@ from limit_foundry.config import compose_config, resolved_dict
 from limit_foundry.data.mds import dataset_dir
 from limit_foundry.data.prompt_sets import NAMED_SETS
 from limit_foundry.data.recipes import parse_recipe
-from limit_foundry.errors import ConfigError
+from limit_foundry.errors import ConfigError, PlatformError
+from limit_foundry.eval.config import VERSIONS
 from limit_foundry.eval.data import default_data_dir
+from limit_foundry.io import atomic_write_text
 from limit_foundry.judge.prompts import builtin_templates
 from limit_foundry.remote import fetch_to_cache, is_remote, list_folders
 from limit_foundry.study.platform import platform_flags, platform_parameters
+from limit_foundry.study.platform_jobs import (
+    JOB_OUT,
+    VLLM_JOB_PYTHON,
+    VLLM_SETUP,
+    JobSettings,
+    PlatformJob,
+    follow_job,
+    in_clone,
+    submit_job,
+)
 from limit_foundry.study.spec import RunSpec, StudySpec
 
 # The project's tiny benchmark samples (package data): the demo Gauntlet's data when no real copy is found.
@@ -56,6 +68,9 @@ class Step:
     after: Callable[[], None] | None = None  # in-process work once the command succeeded
     partial_exit_code: int | None = None  # "finished, but some items failed": recorded, retried on rerun
     server: ServedModel | None = None  # a vLLM server the runner keeps up for the command (SERVER_URL in it)
+    action: Callable[[], None] | None = (
+        None  # in-process work run instead of `command` (which then describes it)
+    )
 
 
 # Stands for the served model's URL in a step's command, so the command (and its fingerprint) does not depend
@@ -92,6 +107,10 @@ class StudyLayout:
 
     def model_dir(self, run: str) -> Path:
         return self.out / "models" / run
+
+    def model_uri_file(self, run: str) -> Path:
+        """Where the run's export is in object storage (platform training): what platform jobs read."""
+        return self.out / "models" / f"{run}.uri"
 
     @property
     def gauntlet_dir(self) -> Path:
@@ -178,25 +197,29 @@ def data_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     return [Step("data", "data", [*command, "--quiet"], inputs, outputs, overwrite_flag="--overwrite")]
 
 
-def export_dir(save_folder: Path | str, checkpoint: str = "latest") -> Path | None:
-    """The HF export the later stages use: the latest batch/epoch, or a named one.
+def export_location(save_folder: Path | str, checkpoint: str = "latest") -> str | None:
+    """The HF export the later stages use (a path, or a URI in object storage): the latest batch/epoch, or a
+    named one.
 
     A name matches a folder exactly or as its prefix up to a dash, so `ep4` finds `ep4-ba80` (folders
     named by `huggingface_folder_name: ep{epoch}-ba{batch}`, as the paper studies set). A save folder in
-    object storage (`s3://...`) is listed there and the chosen export downloaded to the local cache.
+    object storage (`s3://...`) is listed there.
     """
     root = f"{str(save_folder).rstrip('/')}/huggingface"
-    remote = is_remote(root)
-    names = list_folders(root) if remote else [p.name for p in Path(root).glob("*") if p.is_dir()]
+    names = list_folders(root) if is_remote(root) else [p.name for p in Path(root).glob("*") if p.is_dir()]
     if checkpoint != "latest":
         named = [n for n in names if n.split("-", 1)[0] == checkpoint]
         chosen = checkpoint if checkpoint in names else (named[0] if len(named) == 1 else None)
     else:
         found = [(int(m.group(2)), n) for n in names if (m := _EXPORT_STEP.match(n))]
         chosen = max(found)[1] if found else None
-    if chosen is None:
-        return None
-    return fetch_to_cache(f"{root}/{chosen}") if remote else Path(root) / chosen
+    return None if chosen is None else f"{root}/{chosen}"
+
+
+def export_dir(save_folder: Path | str, checkpoint: str = "latest") -> Path | None:
+    """The export `export_location` chooses, on this machine (downloaded to the local cache when remote)."""
+    location = export_location(save_folder, checkpoint)
+    return None if location is None else fetch_to_cache(location)
 
 
 def link_model(link: Path, target: Path) -> None:
@@ -209,15 +232,30 @@ def link_model(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def _publish_export(save_folder: str, link: Path, checkpoint: str) -> Callable[[], None]:
+def local_stages_read_models(spec: StudySpec) -> bool:
+    """Whether a stage on this machine reads the runs' exports (else they stay in object storage)."""
+    return spec.gauntlet_target == "local" or spec.generate_target == "local"
+
+
+def _model_outputs(spec: StudySpec, layout: StudyLayout, run: str, save_folder: str) -> list[Path]:
+    """What a training step leaves for later stages: the link to the export on this machine (when a local
+    stage reads it) and, for an export in object storage, the file naming its URI."""
+    outputs = [layout.model_dir(run)] if local_stages_read_models(spec) else []
+    return outputs + ([layout.model_uri_file(run)] if is_remote(save_folder) else [])
+
+
+def _publish_export(spec: StudySpec, layout: StudyLayout, run: str, save_folder: str) -> Callable[[], None]:
     def publish() -> None:
-        found = export_dir(save_folder, checkpoint)
+        found = export_location(save_folder, spec.train_checkpoint)
         if found is None:
             raise ConfigError(
-                f"train.checkpoint: training finished but wrote no HF export {checkpoint!r} under "
+                f"train.checkpoint: training finished but wrote no HF export {spec.train_checkpoint!r} under "
                 f"{save_folder}/huggingface"
             )
-        link_model(link, found)
+        if is_remote(found):
+            atomic_write_text(layout.model_uri_file(run), found + "\n")
+        if local_stages_read_models(spec):
+            link_model(layout.model_dir(run), fetch_to_cache(found))
 
     return publish
 
@@ -237,11 +275,11 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         data = [_recipe_dir(layout, run.recipe)]
         command = train_command(run.config, *_run_overrides(spec, run, layout))
         save_folder = str(resolved["callbacks"]["hf_checkpointer"]["save_folder"])  # a path or a URI
-        link = layout.model_dir(name)
+        outputs = _model_outputs(spec, layout, name, save_folder)
         step = Step(
-            "train", f"train:{name}", command, data + base_inputs, [link], params={"config": resolved}
+            "train", f"train:{name}", command, data + base_inputs, outputs, params={"config": resolved}
         )
-        step.after = _publish_export(save_folder, link, spec.train_checkpoint)
+        step.after = _publish_export(spec, layout, name, save_folder)
         steps.append(step)
     return steps
 
@@ -265,17 +303,155 @@ def platform_train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
         )
         # the run's config is recorded once, with the step that ends in its model (the report's training table)
         submits.append(Step("train", f"train:{name}:submit", command, [], [], params={"submits": parameters}))
-        link = layout.model_dir(name)
-        follow = Step(
-            "train", f"train:{name}", [*command, "--follow"], [], [link], params={"config": parameters}
-        )
         save_folder = str(parameters["callbacks"]["hf_checkpointer"]["save_folder"])
-        follow.after = _publish_export(save_folder, link, spec.train_checkpoint)
+        outputs = _model_outputs(spec, layout, name, save_folder)
+        follow = Step(
+            "train", f"train:{name}", [*command, "--follow"], [], outputs, params={"config": parameters}
+        )
+        follow.after = _publish_export(spec, layout, name, save_folder)
         follows.append(follow)
     return submits + follows
 
 
+JobBuilder = Callable[[str, str], PlatformJob]  # (run, its model's URI) -> the job
+
+
+def job_settings(spec: StudySpec, stage: str) -> JobSettings:
+    """A stage's platform settings, its results beside the runs' checkpoints unless `results` names a folder."""
+    settings = dict(spec.job_platform[stage])
+    results = settings.pop("results", None)
+    if results is None:
+        run = next(iter(spec.runs.values()))
+        save_root = str(
+            platform_parameters(run.config, platform_overrides(spec, run))["variables"]["save_root"]
+        )
+        results = f"{save_root.rstrip('/')}/{spec.name}-results"
+    return JobSettings(settings, results)
+
+
+def _job_steps(
+    stage: str,
+    spec: StudySpec,
+    layout: StudyLayout,
+    build: Callable[[str, str], PlatformJob],
+    dests: dict[str, Path],
+) -> list[Step]:
+    """Per run, a step submitting its job (all of a stage's jobs run side by side), then a step following each
+    to its end and bringing its results into `dests[run]`. A job reads its model's URI when it starts."""
+    submits, follows = [], []
+    for name in spec.runs:
+        uri_file = layout.model_uri_file(name)
+
+        def make(name: str = name, uri_file: Path = uri_file) -> PlatformJob:
+            return build(name, uri_file.read_text().strip())
+
+        shown = build(name, f"<the URI in {uri_file}>")
+        command = ["platform-job", *platform_flags(shown.where.options)]
+        command += [a for c in shown.commands for a in ("--", *c)]
+        params = {"results": shown.where.results_root, "setup": list(shown.setup)}
+        submits.append(
+            Step(stage, f"{stage}:{name}:submit", command, [uri_file], [], params, action=submit_job(make))
+        )
+        outputs = [dests[name] / "results.json"] if stage == "gauntlet" else [
+            layout.generation(name, prompt_set) for prompt_set in spec.prompt_sets
+        ]  # fmt: skip
+        follow = follow_job(make, dests[name])
+        follows.append(
+            Step(stage, f"{stage}:{name}", [*command, "--follow"], [uri_file], outputs, params, action=follow)
+        )
+    return submits + follows
+
+
+def gauntlet_jobs(spec: StudySpec) -> JobBuilder:
+    """Each model's Gauntlet job: data-parallel on its GPUs, benchmark data from the project or downloaded."""
+    job = job_settings(spec, "gauntlet")
+    try:
+        version = spec.gauntlet_version
+        if version not in VERSIONS:
+            version = in_clone(version, job.project_dir, "gauntlet.version")
+        data_dir = gauntlet_data_dir(spec)
+        fetch_data: list[list[str]] = []
+        if data_dir.resolve().is_relative_to(job.project_dir):
+            data = in_clone(data_dir, job.project_dir, "gauntlet.data_dir")
+        elif version in VERSIONS:  # the job downloads the pinned benchmark files itself
+            data = f"{JOB_OUT}.data"
+            fetch_data = [["gauntlet", "download", "--gauntlet", version, "--out", data]]
+        else:
+            data = in_clone(data_dir, job.project_dir, "gauntlet.data_dir")
+    except PlatformError as err:
+        raise spec.error("gauntlet.target", str(err)) from err
+
+    def build(run: str, model: str) -> PlatformJob:
+        command = ["gauntlet", "run", "--model", f"{run}={model}", "--gauntlet", version, "--out", JOB_OUT]
+        command += ["--data-dir", data]
+        command += ["--limit", str(spec.gauntlet_limit)] if spec.gauntlet_limit else []
+        command += ["--nproc", str(job.gpus)] if job.gpus > 1 else []
+        return PlatformJob(f"{spec.name}-gauntlet-{run}", [*fetch_data, [*command, *spec.gauntlet_args]], job)
+
+    return build
+
+
+def platform_gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    """One Gauntlet job per model, then one table of all of them, merged here."""
+    jobs_dir = layout.gauntlet_dir / "jobs"
+    dests = {name: jobs_dir / name for name in spec.runs}
+    results = [dests[name] / "results.json" for name in spec.runs]
+    merge = cli("gauntlet", "merge", *map(str, results), "--out", str(layout.gauntlet_dir))
+    outputs = [layout.gauntlet_dir / "results.json"]
+    merged = Step("gauntlet", "gauntlet", merge, results, outputs, overwrite_flag="--overwrite")
+    return [*_job_steps("gauntlet", spec, layout, gauntlet_jobs(spec), dests), merged]
+
+
+def generate_jobs(spec: StudySpec) -> JobBuilder:
+    """Each model's generation job: every prompt set and seed, split over its GPUs (one vLLM server on all of
+    them with backend vllm)."""
+    job = job_settings(spec, "generate")
+    prompts: dict[str, list[str]] = {}
+    try:
+        for prompt_set, path in spec.prompt_sets.items():
+            where = f"generate.prompt_sets {prompt_set}"
+            if prompt_set in NAMED_SETS:
+                prompts[prompt_set] = ["--prompts", prompt_set]
+                prompts[prompt_set] += (
+                    ["--prompts-path", in_clone(path, job.project_dir, where)] if path else []
+                )
+            else:
+                prompts[prompt_set] = ["--prompts", in_clone(str(path), job.project_dir, where)]
+    except PlatformError as err:
+        raise spec.error("generate.prompt_sets", str(err)) from err
+    if spec.generate_backend == "vllm":
+        tensor_parallel = ["--tensor-parallel-size", str(job.gpus)] if job.gpus > 1 else []
+        backend = [
+            "--backend",
+            "vllm",
+            "--vllm-python",
+            VLLM_JOB_PYTHON,
+            *vllm_arg_flags(spec),
+            *tensor_parallel,
+        ]
+    else:
+        backend = ["--processes", str(job.gpus)] if job.gpus > 1 else []
+
+    def build(run: str, model: str) -> PlatformJob:
+        commands = [
+            ["generate", "--model", model, *prompts[prompt_set], "--out", f"{JOB_OUT}/{prompt_set}.json"]
+            + ["--seeds", str(spec.seeds), "--generator", run, *backend, *spec.generate_args]
+            for prompt_set in spec.prompt_sets
+        ]
+        setup = VLLM_SETUP if spec.generate_backend == "vllm" else ()
+        return PlatformJob(f"{spec.name}-generate-{run}", commands, job, setup)
+
+    return build
+
+
+def platform_generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    dests = {name: layout.out / "generate" / name for name in spec.runs}
+    return _job_steps("generate", spec, layout, generate_jobs(spec), dests)
+
+
 def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    if spec.gauntlet_target == "platform":
+        return platform_gauntlet_steps(spec, layout)
     models = [layout.model_dir(name) for name in spec.runs]
     data_dir = gauntlet_data_dir(spec)
     named = ",".join(f"{name}={layout.model_dir(name)}" for name in spec.runs)
@@ -299,6 +475,8 @@ def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
 
 
 def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
+    if spec.generate_target == "platform":
+        return platform_generate_steps(spec, layout)
     steps = []
     for name in spec.runs:
         for prompt_set, path in spec.prompt_sets.items():
