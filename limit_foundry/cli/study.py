@@ -27,6 +27,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="study directory (default: runs/<spec name>)")
     run.add_argument("--dry-run", action="store_true", help="validate, then print each step's exact command")
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="submit again the platform runs and jobs of this study that failed or were stopped (by default a "
+        "rerun reports them with their last log lines and submits nothing twice)",
+    )
     check = sub.add_parser("validate", help="validate a spec and the credentials its stages need")
     check.add_argument("spec", type=Path, help="a study spec YAML")
     return parser
@@ -37,7 +43,11 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry study") -> in
     if args.command == "validate":
         return run_command(lambda: _validate(args.spec))
     options = StudyOptions(
-        spec=args.spec, stages=tuple(args.only) if args.only else STAGES, out=args.out, dry_run=args.dry_run
+        spec=args.spec,
+        stages=tuple(args.only) if args.only else STAGES,
+        out=args.out,
+        dry_run=args.dry_run,
+        retry_failed=args.retry_failed,
     )
     return run_command(
         lambda: _run(options),

@@ -119,6 +119,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "state and log under DIR/<run name>",
     )
     parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --follow or --name-prefix: submit again a run of the derived name that failed or was stopped "
+        "(by default it is reported with its last log lines, not submitted twice)",
+    )
+    parser.add_argument(
         "--poll", type=float, default=10.0, help="seconds between status checks with --follow (default: 10)"
     )
     return parser
@@ -151,6 +157,7 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry submit") -> i
         follow=args.follow,
         local_root=args.local,
         poll_s=args.poll,
+        retry_failed=args.retry_failed,
     )
 
     def action() -> int:

@@ -679,6 +679,7 @@ class SubmitOptions:
     follow: bool = False  # wait for the run to finish (named from its content, as with name_prefix)
     local_root: Path | None = None  # run on this machine (LocalPlatform), one folder per run here
     poll_s: float = 10.0  # seconds between status checks while following
+    retry_failed: bool = False  # submit again a run of the derived name that failed or was stopped
 
 
 @dataclass

@@ -25,6 +25,7 @@ from limit_foundry.remote import fetch_to_cache, is_remote, public_uri
 from limit_foundry.study.platform import REPO_CLONE_PATH, platform_run, platform_target, resolve_source_repo
 from limit_foundry.study.platform_runs import (
     CONTENT_HASH_CHARS,
+    FAILED,
     LocalPlatform,
     McliPlatform,
     Platform,
@@ -130,14 +131,16 @@ def in_clone(path: str | Path, project_dir: Path, what: str) -> str:
     return f"{REPO_CLONE_PATH}/{resolved.relative_to(project).as_posix()}".rstrip("/.")
 
 
-def submit_job(make_job: Callable[[], PlatformJob], out: TextIO | None = None) -> Callable[[], None]:
-    """An action submitting the job unless a run of its name exists (so jobs of one stage run side by side)."""
+def submit_job(make_job: Callable[[], PlatformJob], out: TextIO | None = None) -> Callable[[bool], None]:
+    """An action submitting the job unless a run of its name exists (so jobs of one stage run side by side);
+    with `retry_failed`, also when that run failed or was stopped."""
 
-    def submit() -> None:
+    def submit(retry_failed: bool) -> None:
         job = make_job()
         run, platform = job.run(), job.where.platform()
         stream = out or sys.stdout
-        if platform.status(run["name"]).state is RunState.ABSENT:
+        state = platform.status(run["name"]).state
+        if state is RunState.ABSENT or (retry_failed and state in FAILED):
             platform.submit(run)
             print(
                 f"submitted run {run['name']} (results: {public_uri(job.results_uri)})",
@@ -152,13 +155,13 @@ def submit_job(make_job: Callable[[], PlatformJob], out: TextIO | None = None) -
 
 def follow_job(
     make_job: Callable[[], PlatformJob], dest: Path, out: TextIO | None = None
-) -> Callable[[], None]:
+) -> Callable[[bool], None]:
     """An action following the job to its end (a failed job raises with its last log lines), then bringing its
     results folder, verified, into `dest` (replaced whole, so a half-copied folder never looks complete)."""
 
-    def follow_and_fetch() -> None:
+    def follow_and_fetch(retry_failed: bool) -> None:
         job = make_job()
-        follow(job.where.platform(), job.run(), job.where.poll_s, out)
+        follow(job.where.platform(), job.run(), job.where.poll_s, out, retry_failed=retry_failed)
         fetched = fetch_to_cache(job.results_uri + "/")
         with atomic_directory(dest, overwrite=True) as tmp:
             shutil.copytree(fetched, tmp, dirs_exist_ok=True)

@@ -64,6 +64,7 @@ class RunState(StrEnum):
 
 
 TERMINAL = (RunState.COMPLETED, RunState.FAILED, RunState.STOPPED)
+FAILED = (RunState.FAILED, RunState.STOPPED)  # ended without completing: what --retry-failed submits again
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,16 @@ class McliPlatform:
             import mcli
 
             found = [
-                run.name
+                run
                 for run in mcli.get_runs(limit=self.search_limit)
                 if run.name == name
                 or (run.name.startswith(name) and _MCLI_SUFFIX.fullmatch(run.name[len(name) :]))
             ]
             if not found:
                 return None
-            self._created[name] = found[0]
+            # the latest submission of the name (an earlier one may have failed and been submitted again)
+            newest = max(found, key=lambda run: str(getattr(run, "created_at", "") or ""))
+            self._created[name] = newest.name
         return self._created[name]
 
     def status(self, name: str) -> RunStatus:
@@ -197,6 +200,7 @@ class LocalPlatform:
     <root>/<name>/command.sh                    the command as run (two path prefixes rewritten)
     <root>/<name>/log                           stdout and stderr
     <root>/<name>/pid, exit_code, stopped       the run's state
+    <root>/<name>.attempt-<n>/                  an earlier run of that name that failed, submitted again
     """
 
     def __init__(self, root: Path, checkout: Path) -> None:
@@ -222,6 +226,9 @@ class LocalPlatform:
         name = str(run["name"])
         run_dir = self.run_dir(name)
         self.root.mkdir(parents=True, exist_ok=True)
+        if run_dir.is_dir() and self.status(name).state in FAILED:
+            attempt = 1 + sum(1 for _ in self.root.glob(f"{name}.attempt-*"))
+            os.replace(run_dir, self.root / f"{name}.attempt-{attempt}")  # its log stays readable there
         try:
             run_dir.mkdir()  # exclusive: two clients cannot both start this run
         except FileExistsError:
@@ -319,7 +326,10 @@ def failure_message(platform: Platform, name: str, status: RunStatus, tail: int 
     except PlatformError as err:
         logs = f"(no logs: {err})"
     lines = "\n".join(f"  | {line}" for line in logs.rstrip("\n").splitlines()) or "  | (empty log)"
-    return f"run {name} {status.state.value} ({status.detail}); its last {tail} log lines:\n{lines}"
+    return (
+        f"run {name} {status.state.value} ({status.detail}); its last {tail} log lines:\n{lines}\n"
+        "(after a fix that changes the run, rerun as before; to submit the same run again: --retry-failed)"
+    )
 
 
 def follow(
@@ -328,17 +338,22 @@ def follow(
     poll_s: float = 10.0,
     out: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
+    retry_failed: bool = False,
 ) -> RunStatus:
     """Submit the run unless one of its name exists, then wait for it with a status line per change.
 
-    Returns the completed status; a failed or stopped run raises PlatformError with its last log lines.
+    Returns the completed status; a failed or stopped run raises PlatformError with its last log lines. With
+    `retry_failed`, a run of this name that failed or was stopped earlier is submitted again (never one that
+    completed or is still going).
     """
     out = out or sys.stdout
     name = str(run["name"])
     status = platform.status(name)
-    if status.state is RunState.ABSENT:
+    if status.state is RunState.ABSENT or (retry_failed and status.state in FAILED):
+        again = status.state is not RunState.ABSENT
         platform.submit(run)
-        print(f"run {name}: submitted", file=out, flush=True)
+        print(f"run {name}: {'submitted again (it had ' + status.state.value + ')' if again else 'submitted'}",
+              file=out, flush=True)  # fmt: skip
         status = platform.status(name)
     else:
         print(
@@ -358,6 +373,10 @@ def follow(
         raise PlatformError(failure_message(platform, name, status))
     print(f"run {name}: completed [{clock() - started:.0f} s]", file=out, flush=True)
     return status
+
+
+def _to_submit(state: RunState, retry_failed: bool) -> bool:
+    return state is RunState.ABSENT or (retry_failed and state in FAILED)
 
 
 def platform_for(options: SubmitOptions) -> Platform:
@@ -385,9 +404,9 @@ def submit(options: SubmitOptions, out: TextIO | None = None) -> Submission:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     print("\n".join(submission.arithmetic.lines()), file=out, flush=True)
     if options.follow:
-        follow(platform, run, options.poll_s, out)
+        follow(platform, run, options.poll_s, out, retry_failed=options.retry_failed)
         submission.created = run["name"]
-    elif options.name_prefix and platform.status(run["name"]).state is not RunState.ABSENT:
+    elif options.name_prefix and not _to_submit(platform.status(run["name"]).state, options.retry_failed):
         print(f"run {run['name']}: already submitted; not submitted again", file=out, flush=True)
         submission.created = run["name"]
     else:

@@ -56,6 +56,7 @@ class StudyOptions:
     stages: tuple[str, ...] = STAGES
     out: Path | None = None  # default: runs/<spec name> under the working directory
     dry_run: bool = False
+    retry_failed: bool = False  # submit again platform runs and jobs that failed or were stopped
 
 
 @dataclass
@@ -301,6 +302,7 @@ def _run_step(
     fingerprint: str,
     env: dict[str, str] | None,
     servers: StageServers,
+    retry_failed: bool = False,
 ) -> tuple[float, float, bool]:
     """Run one step's command; returns (wall seconds, CPU seconds of its processes, partial).
 
@@ -310,10 +312,12 @@ def _run_step(
     previous = manifest.step(step.key)
     if step.overwrite_flag and previous and previous.get("fingerprint") != fingerprint:
         command.append(step.overwrite_flag)  # earlier outputs came from other inputs: replace them
+    if retry_failed and step.retry_flag:
+        command.append(step.retry_flag)
     started, cpu_started = time.monotonic(), _children_cpu_s()
     partial = False
     if step.action is not None:  # in-process work (a platform job); the command only describes it
-        step.action()
+        step.action(retry_failed)
     else:
         result = subprocess.run(command, env=env)
         partial = step.partial_exit_code is not None and result.returncode == step.partial_exit_code
@@ -344,13 +348,15 @@ def run_study(options: StudyOptions) -> StudyRun:
     spec = load_spec(options.spec)
     out = options.out or Path("runs") / spec.name
     stages = tuple(stage for stage in STAGES if stage in options.stages)
-    return StudyRun(spec, out, execute_stages(spec, out, stages, dry_run=options.dry_run))
+    timings = execute_stages(spec, out, stages, dry_run=options.dry_run, retry_failed=options.retry_failed)
+    return StudyRun(spec, out, timings)
 
 
 def execute_stages(
-    spec: StudySpec, out: Path, stages: tuple[str, ...], dry_run: bool = False
+    spec: StudySpec, out: Path, stages: tuple[str, ...], dry_run: bool = False, retry_failed: bool = False
 ) -> dict[str, float]:
-    """Run (or, dry, print) the stages; returns wall seconds per stage run."""
+    """Run (or, dry, print) the stages; returns wall seconds per stage run. `retry_failed`: platform runs and
+    jobs that failed or were stopped are submitted again (by default they stop the study, with their logs)."""
     layout = StudyLayout(out)
     preflight(spec, stages)
     if "train" in stages and spec.train_target == "platform":
@@ -395,7 +401,7 @@ def execute_stages(
                     f"   [{number}/{len(stage_steps)}] {step.key}{threads}: {shlex.join(step.command)}",
                     flush=True,
                 )
-                wall, cpu, partial = _run_step(step, manifest, fingerprint, env, servers)
+                wall, cpu, partial = _run_step(step, manifest, fingerprint, env, servers, retry_failed)
                 manifest.record_step(
                     step.key, step.stage, step.command, fingerprint, step.outputs, wall, cpu, partial
                 )

@@ -68,8 +68,10 @@ class Step:
     after: Callable[[], None] | None = None  # in-process work once the command succeeded
     partial_exit_code: int | None = None  # "finished, but some items failed": recorded, retried on rerun
     server: ServedModel | None = None  # a vLLM server the runner keeps up for the command (SERVER_URL in it)
-    action: Callable[[], None] | None = (
-        None  # in-process work run instead of `command` (which then describes it)
+    # in-process work run instead of `command` (which then describes it), told whether to retry failed runs
+    action: Callable[[bool], None] | None = None
+    retry_flag: str | None = (
+        None  # passed when the study runs with --retry-failed (a platform run that failed)
     )
 
 
@@ -302,13 +304,16 @@ def platform_train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             f"{spec.name}-{name}",
         )
         # the run's config is recorded once, with the step that ends in its model (the report's training table)
-        submits.append(Step("train", f"train:{name}:submit", command, [], [], params={"submits": parameters}))
+        submit = Step("train", f"train:{name}:submit", command, [], [], params={"submits": parameters})
+        submit.retry_flag = "--retry-failed"
+        submits.append(submit)
         save_folder = str(parameters["callbacks"]["hf_checkpointer"]["save_folder"])
         outputs = _model_outputs(spec, layout, name, save_folder)
         follow = Step(
             "train", f"train:{name}", [*command, "--follow"], [], outputs, params={"config": parameters}
         )
         follow.after = _publish_export(spec, layout, name, save_folder)
+        follow.retry_flag = "--retry-failed"
         follows.append(follow)
     return submits + follows
 

@@ -157,6 +157,27 @@ def test_a_failed_run_is_reported_with_its_name_and_last_log_lines(tmp_path: Pat
     assert f"run {run['name']}: submitted" in out.getvalue()
 
 
+def test_a_failed_run_is_submitted_again_only_when_asked(tmp_path: Path) -> None:
+    # fails on its first attempt (no marker yet), succeeds on the next: a transient failure
+    run = a_run("if [ -e ../../marker ]; then echo ok; else touch ../../marker; echo boom >&2; exit 1; fi")
+    run["name"] = derived_run_name(run, "study-run")
+    platform = LocalPlatform(tmp_path / "runs", REPO_ROOT)
+    with pytest.raises(PlatformError, match="--retry-failed"):
+        follow(platform, run, poll_s=0.05, out=io.StringIO())
+    with pytest.raises(PlatformError, match="boom"):  # a rerun reports it again, submits nothing
+        follow(platform, run, poll_s=0.05, out=io.StringIO())
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run["name"]]
+    out = io.StringIO()
+    assert follow(platform, run, poll_s=0.05, out=out, retry_failed=True).state is RunState.COMPLETED
+    assert f"run {run['name']}: submitted again (it had failed)" in out.getvalue()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [run["name"], f"{run['name']}.attempt-1"]
+    assert "boom" in (tmp_path / "runs" / f"{run['name']}.attempt-1" / "log").read_text()  # kept, readable
+    out = io.StringIO()
+    follow(platform, run, poll_s=0.05, out=out, retry_failed=True)  # a completed run is never submitted again
+    assert "attached, not submitted again" in out.getvalue()
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
 def test_follow_attaches_to_a_submitted_run_instead_of_submitting_again(tmp_path: Path) -> None:
     run = a_run("sleep 0.5; echo trained >> ../../trained.log")
     run["name"] = derived_run_name(run, "study-run")

@@ -164,3 +164,29 @@ def test_export_named_by_epoch_or_latest(tmp_path: Path) -> None:
     assert export_dir(tmp_path / "hf", "latest") == root / "ep10-ba200"  # by number, not by name
     assert export_dir(tmp_path / "hf", "ep4-ba80") == root / "ep4-ba80"
     assert export_dir(tmp_path / "hf", "ep6") is None
+
+
+def test_retry_failed_reaches_platform_steps_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from limit_foundry.study import runner
+    from limit_foundry.study.spec import StudySpec
+    from limit_foundry.study.stages import STAGE_BUILDERS, Step
+
+    told: list[bool] = []
+
+    def steps(spec, layout) -> list[Step]:
+        argv = layout.out / "argv.json"
+        code = "import json, sys; json.dump(sys.argv[2:], open(sys.argv[1], 'w'))"
+        command = Step("train", "train:a", [sys.executable, "-c", code, str(argv), "a"], [], [argv])
+        command.retry_flag = "--retry-failed"
+        action = Step("train", "train:b", ["platform-job"], [], [], action=told.append)
+        return [command, action]
+
+    monkeypatch.setitem(STAGE_BUILDERS, "train", steps)
+    spec = StudySpec(path=Path("spec.yaml"), name="t", base_model="tiny-mpt", runs={}, judge_backend="hf")
+    runner.execute_stages(spec, tmp_path / "plain", ("train",))
+    runner.execute_stages(spec, tmp_path / "retry", ("train",), retry_failed=True)
+    assert json.loads((tmp_path / "plain" / "argv.json").read_text()) == ["a"]
+    assert json.loads((tmp_path / "retry" / "argv.json").read_text()) == ["a", "--retry-failed"]
+    assert told == [False, True]
