@@ -1,4 +1,5 @@
-"""Helpers of the fault-injection suites: `python -m limit_foundry.cli ...` end to end in a subprocess (the\nin-process form of the same call is the `cli_in_process` fixture of conftest.py)."""
+"""Helpers of the fault-injection suites: `python -m limit_foundry.cli ...` end to end in a subprocess (the
+in-process form of the same call is the `cli_in_process` fixture of conftest.py)."""
 
 from __future__ import annotations
 
