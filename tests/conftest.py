@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,79 @@ def tiny_hub_mpt_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("tiny_hub_mpt")
     build_tiny_mpt(directory)
     return directory
+
+
+# --- the package built as a wheel, once per session --------------------------------------------------------
+# Source-tree entries that are not part of the package build (and would be slow or wrong to copy).
+NOT_SOURCES = {
+    ".git",
+    ".venv",
+    "runs",
+    "data",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".ruff_cache",
+    "__pycache__",
+}
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`pip wheel` on a copy of this checkout (without its caches and outputs: a build writes build/ and
+    *.egg-info into its tree), unpacked: {"path": the .whl, "site": where it is unpacked, "names": its files}.
+
+    Tests that use it carry `pytest.mark.xdist_group("wheel")`, so one xdist worker builds it once.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    scratch = tmp_path_factory.mktemp("wheel")
+    sources = scratch / "src"
+    shutil.copytree(
+        REPO_ROOT,
+        sources,
+        symlinks=True,
+        ignore=lambda _, names: [n for n in names if n in NOT_SOURCES or n.endswith(".egg-info")],
+    )
+    dist = scratch / "dist"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index"]
+    build = subprocess.run(
+        [*pip_wheel, "-w", str(dist), str(sources)], capture_output=True, text=True, timeout=600
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    (path,) = dist.glob("limit_foundry-*.whl")
+    site = scratch / "site"
+    with zipfile.ZipFile(path) as archive:
+        archive.extractall(site)
+        names = set(archive.namelist())
+    return {"path": path, "site": site, "names": names}
+
+
+# --- study specs on the tiny MPT ----------------------------------------------------------------------------
+TINY_STUDY_HEAD = """\
+name: {name}
+base_model: tiny-mpt
+data:
+  source_paths:
+    lima: {root}/limit_foundry/assets/samples/lima
+    instruct_v1: {root}/limit_foundry/assets/samples/instruct_v1
+runs:
+  lima:
+    config: {root}/yamls/tiny/lima.yaml
+  instruct:
+    config: {root}/yamls/tiny/instruct.yaml
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_study_spec() -> Callable[[str, str], str]:
+    """`tiny_study_spec(name, stages)`: a study spec's text that trains the tiny MPT on the project's LIMA-style
+    and Instruct-v1-style samples (runs `lima` and `instruct`, the checkout's yamls/tiny configs, in its first
+    11 lines), followed by `stages`, the YAML of the sections after `runs:`."""
+    return lambda name, stages: TINY_STUDY_HEAD.format(name=name, root=REPO_ROOT) + stages
 
 
 QUESTIONS = [

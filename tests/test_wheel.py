@@ -7,69 +7,21 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Source-tree entries that are not part of the package build (and would be slow or wrong to copy).
-NOT_SOURCES = {
-    ".git",
-    ".venv",
-    "runs",
-    "data",
-    "build",
-    "dist",
-    ".pytest_cache",
-    ".ruff_cache",
-    "__pycache__",
-}
 
-
-def _copy_sources(target: Path) -> Path:
-    """The repository without its caches and outputs: a build writes build/ and *.egg-info into its tree."""
-    shutil.copytree(
-        REPO_ROOT,
-        target,
-        symlinks=True,
-        ignore=lambda _, names: [n for n in names if n in NOT_SOURCES or n.endswith(".egg-info")],
-    )
-    return target
+pytestmark = pytest.mark.xdist_group("wheel")  # one worker builds the session's `built_wheel` for all
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    scratch = tmp_path_factory.mktemp("wheel")
-    sources = _copy_sources(scratch / "src")
-    dist = scratch / "dist"
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-w",
-            str(dist),
-        ]
-        + [str(sources)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    (path,) = dist.glob("limit_foundry-*.whl")
-    unpacked = scratch / "site"
-    with zipfile.ZipFile(path) as archive:
-        archive.extractall(unpacked)
-        names = set(archive.namelist())
-    return {"path": path, "site": unpacked, "names": names, "workdir": scratch / "elsewhere"}
+def wheel(built_wheel: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The session's wheel, and a working directory that is not the repository."""
+    return {**built_wheel, "workdir": tmp_path_factory.mktemp("wheel_user") / "elsewhere"}
 
 
 def _console_script(site: Path, name: str) -> tuple[str, str]:
@@ -142,18 +94,7 @@ def test_gauntlet_score_v0_from_another_directory(wheel: dict) -> None:
     assert printed["models"][0]["model_id"] == "lima"
 
 
-SPEC = """\
-name: wheel-check
-base_model: tiny-mpt
-data:
-  source_paths:
-    lima: {root}/limit_foundry/assets/samples/lima
-    instruct_v1: {root}/limit_foundry/assets/samples/instruct_v1
-runs:
-  lima:
-    config: {root}/yamls/tiny/lima.yaml
-  instruct:
-    config: {root}/yamls/tiny/instruct.yaml
+STAGES = """\
 gauntlet:
   version: v0
 generate:
@@ -168,14 +109,14 @@ judge:
 
 
 @pytest.mark.slow
-def test_study_dry_run_from_another_directory(wheel: dict, tmp_path: Path) -> None:
+def test_study_dry_run_from_another_directory(wheel: dict, tmp_path: Path, tiny_study_spec) -> None:
     spec_dir = tmp_path / "my-study"
     spec_dir.mkdir()
     (spec_dir / "prompts.jsonl").write_text(
         '{"conversations": ["Name a colour."], "source": "test"}\n'
     )  # LIMA's layout
     spec = spec_dir / "spec.yaml"
-    spec.write_text(SPEC.format(root=REPO_ROOT))
+    spec.write_text(tiny_study_spec("wheel-check", STAGES))
     gauntlet_data = tmp_path / "gauntlet_data"
     gauntlet_data.mkdir()  # a dry run reads no benchmark file
     done = _limit_foundry(

@@ -1,4 +1,5 @@
-"""Helpers of the fault-injection suites: `python -m limit_foundry.cli ...` end to end in a subprocess."""
+"""Helpers of the fault-injection suites: `python -m limit_foundry.cli ...` end to end in a subprocess (the
+in-process form of the same call is the `cli_in_process` fixture of conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ import pytest
 import limit_foundry
 
 PACKAGE_PARENT = Path(limit_foundry.__file__).resolve().parents[1]
+# `run(args, cwd, env=None)`: `run_cli` below, or the `cli_in_process` fixture (the same call in this process)
+CliRun = Callable[..., subprocess.CompletedProcess]
 
 
-def cli_env() -> dict[str, str]:
-    """This checkout's package first on the path; no GPU; one torch thread (the test machines are small)."""
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This checkout's package first on the path; no GPU; one torch thread (the test machines are small);
+    `env` added."""
     return {
         **os.environ,
+        **(env or {}),
         "PYTHONPATH": os.pathsep.join([str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")]),
         "CUDA_VISIBLE_DEVICES": "",
         "OMP_NUM_THREADS": "1",
@@ -28,12 +33,14 @@ def cli_env() -> dict[str, str]:
     }
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """`python -m limit_foundry.cli ARGS` as a user types it, its exit code and output captured."""
     return subprocess.run(
         [sys.executable, "-m", "limit_foundry.cli", *args],
         cwd=cwd,
-        env=cli_env(),
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,

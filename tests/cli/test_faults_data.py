@@ -1,19 +1,20 @@
 """Fault injection for `limit-foundry data`, `config` and `train`: bad inputs end to end, through the CLI.
 
-Each row runs `python -m limit_foundry.cli ...` in a subprocess and checks the exit status (0 ok, 1 finished
-with failures, 2 bad input) and a fragment of the message; no row trains a model.
+Each row runs the command line (`limit-foundry ...`, in the test process) and checks the exit status (0 ok,
+1 finished with failures, 2 bad input) and a fragment of the message; no row trains a model. One `data` row
+also runs as `python -m limit_foundry.cli data` in a subprocess, as a user types it; `config` and `train` have
+theirs in test_config_command.py (`python -m limit_foundry.config`) and test_train_command.py (`composer -m
+limit_foundry.cli.train`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_faults import CliRun, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MIX = REPO / "yamls" / "tiny" / "mix.yaml"
@@ -23,15 +24,7 @@ V1_PROMPT = "Below is an instruction. Write a response.\n\n### Instruction:\nSay
 pytestmark = pytest.mark.slow
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "limit_foundry.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
-    )
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
 def v1_lines(n: int = 4) -> list[bytes]:
@@ -88,17 +81,27 @@ DATA_FAULTS: dict[str, tuple[Callable[[Path], list[str]], list[str], int, str]] 
 }
 
 
-@pytest.mark.parametrize("fault", sorted(DATA_FAULTS))
-def test_data_faults(fault: str, tmp_path: Path) -> None:
+def check_data_fault(run: CliRun, fault: str, tmp_path: Path) -> None:
     make_args, more, code, fragment = DATA_FAULTS[fault]
     extra = make_args(tmp_path)
     recipe = [] if "--recipe" in more else ["--recipe", "instruct_v1:all"]
-    result = run_cli("data", *recipe, "--out", str(tmp_path / "out"), "--quiet", *extra, *more, cwd=tmp_path)
+    args = ["data", *recipe, "--out", str(tmp_path / "out"), "--quiet", *extra, *more]
+    result = run(args, cwd=tmp_path, env=OFFLINE)
     assert result.returncode == code, result.stderr[-2000:]
     assert fragment in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     if (tmp_path / "out").exists():
         assert not [p for p in (tmp_path / "out").iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.parametrize("fault", sorted(DATA_FAULTS))
+def test_data_faults(fault: str, tmp_path: Path, cli_in_process: CliRun) -> None:
+    check_data_fault(cli_in_process, fault, tmp_path)
+
+
+def test_a_data_fault_through_python_m(tmp_path: Path) -> None:
+    """The same check in a fresh `python -m limit_foundry.cli data`: message and exit status 1 arrive."""
+    check_data_fault(run_cli, "non-UTF-8 line", tmp_path)
 
 
 def yaml_file(text: str) -> Callable[[Path], list[str]]:
@@ -136,12 +139,10 @@ TRAINING_FAULTS: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
 }
 
 
-@pytest.mark.parametrize("command", ["config validate", "train"])
-@pytest.mark.parametrize("fault", sorted(TRAINING_FAULTS))
-def test_config_and_train_faults(command: str, fault: str, tmp_path: Path) -> None:
+def check_training_fault(run: CliRun, command: str, fault: str, tmp_path: Path) -> None:
     make_args, code, fragment = TRAINING_FAULTS[fault]
     args = [*make_args(tmp_path), f"variables.data_root={tmp_path / 'data'}"]
-    result = run_cli(*command.split(), *args, cwd=tmp_path)
+    result = run([*command.split(), *args], cwd=tmp_path, env=OFFLINE)
     assert result.returncode == code, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr[
@@ -149,3 +150,9 @@ def test_config_and_train_faults(command: str, fault: str, tmp_path: Path) -> No
     ]  # one line (LLM Foundry may warn)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()  # nothing was written
+
+
+@pytest.mark.parametrize("command", ["config validate", "train"])
+@pytest.mark.parametrize("fault", sorted(TRAINING_FAULTS))
+def test_config_and_train_faults(command: str, fault: str, tmp_path: Path, cli_in_process: CliRun) -> None:
+    check_training_fault(cli_in_process, command, fault, tmp_path)

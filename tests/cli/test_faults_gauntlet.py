@@ -1,7 +1,8 @@
 """Fault injection for `limit-foundry gauntlet` (score and run) and `make gauntlet`, end to end.
 
 Each row is a bad input or a fault with the exit code and the message fragment it must give, run through
-`python -m limit_foundry.cli gauntlet ...` in a subprocess. `run` uses the demo Gauntlet (six zero-shot
+the command line in the test process; Ctrl-C is sent to `python -m limit_foundry.cli gauntlet run ...` in a
+subprocess, as a user's terminal does. `run` uses the demo Gauntlet (six zero-shot
 benchmarks) on the project's sample benchmark files, so it needs neither ../shared nor a download.
 """
 
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_faults import PACKAGE_PARENT, interrupt_cli, run_cli
+from cli_faults import PACKAGE_PARENT, CliRun, interrupt_cli
 
 from limit_foundry.eval.config import load_gauntlet
 
@@ -75,8 +76,10 @@ SCORE_FAULTS = [  # case, exit code, message fragment
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("case", "code", "message"), SCORE_FAULTS, ids=[f[0] for f in SCORE_FAULTS])
-def test_gauntlet_score_fault(tmp_path: Path, case: str, code: int, message: str) -> None:
-    done = run_cli(
+def test_gauntlet_score_fault(
+    tmp_path: Path, case: str, code: int, message: str, cli_in_process: CliRun
+) -> None:
+    done = cli_in_process(
         ["gauntlet", "score", "--config", str(DEMO_GAUNTLET), "--metrics", str(_raw_file(tmp_path, case))],
         tmp_path,
     )
@@ -118,10 +121,12 @@ RUN_FAULTS = [  # case, exit code, message fragment
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("case", "code", "message"), RUN_FAULTS, ids=[f[0] for f in RUN_FAULTS])
-def test_gauntlet_run_fault(tiny_llama_dir: Path, tmp_path: Path, case: str, code: int, message: str) -> None:
+def test_gauntlet_run_fault(
+    tiny_llama_dir: Path, tmp_path: Path, case: str, code: int, message: str, cli_in_process
+) -> None:
     if case == "read_only_parent" and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
-    done = run_cli(_run_args(tmp_path, case, tiny_llama_dir), tmp_path)
+    done = cli_in_process(_run_args(tmp_path, case, tiny_llama_dir), tmp_path)
     assert done.returncode == code, done.stderr[-3000:]
     assert message.format(tmp=tmp_path) in done.stderr and "Traceback" not in done.stderr
 

@@ -1,4 +1,5 @@
-"""Fault injection for `limit-foundry generate`, end to end through the command line in subprocesses.
+"""Fault injection for `limit-foundry generate`, end to end through the command line (in the test process;
+Ctrl-C and the resuming rerun as `python -m limit_foundry.cli generate ...` in subprocesses).
 
 Each row is a bad input or a fault with the exit code and the message fragment it must give: 2 and an
 `error:` line naming the file, line, option or id for bad input; 130 and what was saved for Ctrl-C.
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cli_faults import interrupt_cli, run_cli
+from cli_faults import CliRun, interrupt_cli, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -65,11 +66,19 @@ FAULTS = [  # case, exit code, message fragment
 
 
 @pytest.mark.parametrize(("case", "code", "message"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_generate_fault(tiny_llama_dir: Path, tmp_path: Path, case: str, code: int, message: str) -> None:
+def test_generate_fault(
+    tiny_llama_dir: Path,
+    tmp_path: Path,
+    case: str,
+    code: int,
+    message: str,
+    cli_in_process: CliRun,
+    one_cpu_thread,
+) -> None:
     if case == "read_only_folder" and os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     args = ["generate", "--model", str(tiny_llama_dir), *_prepare(tmp_path, case)]
-    done = run_cli([*args, "--max-new-tokens", "4", "--no-progress"], cwd=tmp_path)
+    done = cli_in_process([*args, "--max-new-tokens", "4", "--no-progress"], cwd=tmp_path)
     assert done.returncode == code, done.stderr[-3000:]
     assert message in (done.stderr if code else done.stdout), done.stderr[-3000:]
     if code:
@@ -78,8 +87,8 @@ def test_generate_fault(tiny_llama_dir: Path, tmp_path: Path, case: str, code: i
         assert (tmp_path / "answers").is_dir(), "--overwrite must not touch a folder"
 
 
-def test_a_missing_model_is_named(tmp_path: Path) -> None:
-    done = run_cli(
+def test_a_missing_model_is_named(tmp_path: Path, cli_in_process: CliRun) -> None:
+    done = cli_in_process(
         ["generate", "--model", str(tmp_path / "nope"), "--prompts", "lima_test", "--out", "a.json"], tmp_path
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr

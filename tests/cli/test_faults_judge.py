@@ -1,18 +1,16 @@
-"""Fault injection for `limit-foundry judge {run,report,calibrate}`, end to end through the CLI in
-subprocesses: each bad input or fault gives its exit code (0 ok, 1 finished with failures or partial, 2 bad input,
+"""Fault injection for `limit-foundry judge {run,report,calibrate}`, end to end through the CLI (in the test
+process; one row also as `python -m limit_foundry.cli judge ...` in a subprocess): each bad input or fault gives its exit code (0 ok, 1 finished with failures or partial, 2 bad input,
 3 server unreachable or refusing) and an `error:`/`report:` line naming what is wrong, never a traceback."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_faults import CliRun, run_cli
 
 from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
@@ -147,20 +145,29 @@ CASES = [
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("arguments", "exit_code", "fragment", "api_key"), CASES)
-def test_judge_fault(inputs, server, tmp_path, arguments, exit_code, fragment, api_key):
+def check_judge_fault(
+    run: CliRun, inputs: Path, server: FakeOpenAIServer, tmp_path: Path, row: tuple[str, int, str, str]
+) -> None:
+    arguments, exit_code, fragment, api_key = row
     filled = arguments.format(
         d=inputs, tmp=tmp_path, url=server.base_url, closed=f"http://127.0.0.1:{_closed_port()}/v1"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "limit_foundry.cli", "judge", *filled.split()],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OPENAI_API_KEY": api_key},
-        timeout=120,
-    )
+    done = run(["judge", *filled.split()], cwd=tmp_path, env={"OPENAI_API_KEY": api_key})
     assert done.returncode == exit_code, done.stderr
     assert fragment in done.stderr and "Traceback" not in done.stderr
     if exit_code == 2:
         assert "error:" in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("arguments", "exit_code", "fragment", "api_key"), CASES)
+def test_judge_fault(inputs, server, tmp_path, arguments, exit_code, fragment, api_key, cli_in_process):
+    row = (arguments, exit_code, fragment, api_key)
+    check_judge_fault(cli_in_process, inputs, server, tmp_path, row)
+
+
+@pytest.mark.slow
+def test_a_judge_fault_through_python_m(inputs, server, tmp_path):
+    """The same check in a fresh `python -m limit_foundry.cli judge`: the refused key's exit status 3 arrives."""
+    [wrong_key] = [c for c in CASES if c.id == "wrong_key"]
+    check_judge_fault(run_cli, inputs, server, tmp_path, wrong_key.values)

@@ -1,30 +1,24 @@
 """Fault injection for `limit-foundry report` and `limit-foundry submit`: each bad input or fault, run end to end
-through the command line, ends with the documented exit code and an `error:` line naming what is wrong."""
+through the command line, ends with the documented exit code and an `error:` line naming what is wrong.
+
+The rows run in the test process; `report` also runs as `python -m limit_foundry.cli report` here, and `submit`
+as `python -m limit_foundry.submit` in test_submit.py.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_faults import CliRun, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SUBMIT = ["submit", "--cluster", "c", "--repo", "me/project", "--commit", "0" * 40, "--dry-run"]
 BUCKET = "variables.save_root=s3://bucket/runs"
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "limit_foundry.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def write_study_json(study: Path, text: str) -> Path:
@@ -87,23 +81,30 @@ def check(done: subprocess.CompletedProcess, exit_code: int, fragment: str) -> N
 
 
 @pytest.mark.parametrize("case", sorted(REPORT_CASES))
-def test_report_faults(case: str, tmp_path: Path) -> None:
+def test_report_faults(case: str, tmp_path: Path, cli_in_process: CliRun) -> None:
     make_dir, exit_code, fragment = REPORT_CASES[case]
-    check(run_cli("report", str(make_dir(tmp_path)), cwd=tmp_path), exit_code, fragment)
+    check(cli_in_process(["report", str(make_dir(tmp_path))], cwd=tmp_path), exit_code, fragment)
 
 
-def test_report_on_a_judge_run_that_recorded_nothing_names_its_file(tmp_path: Path) -> None:
+def test_report_on_a_judge_run_that_recorded_nothing_names_its_file(
+    tmp_path: Path, cli_in_process: CliRun
+) -> None:
     write_empty_judge_run(tmp_path)
-    check(run_cli("report", str(tmp_path), cwd=tmp_path), 2, "judgments.jsonl")
+    check(cli_in_process(["report", str(tmp_path)], cwd=tmp_path), 2, "judgments.jsonl")
+
+
+def test_a_report_fault_through_python_m(tmp_path: Path) -> None:
+    """A fresh `python -m limit_foundry.cli report`: the message and exit status 2 arrive."""
+    check(run_cli(["report", str(tmp_path / "absent")], cwd=tmp_path), 2, "study.json: missing")
 
 
 @pytest.mark.parametrize("case", sorted(SUBMIT_CASES))
-def test_submit_faults(case: str) -> None:
+def test_submit_faults(case: str, cli_in_process: CliRun) -> None:
     args, exit_code, fragment = SUBMIT_CASES[case]
-    check(run_cli(*SUBMIT, *args), exit_code, fragment)
+    check(cli_in_process([*SUBMIT, *args], cwd=REPO), exit_code, fragment)
 
 
-def test_submit_dry_run_of_a_valid_run_exits_0() -> None:
-    done = run_cli(*SUBMIT, "yamls/mpt7b_mix.yaml", "--gpus", "8", BUCKET)
+def test_submit_dry_run_of_a_valid_run_exits_0(cli_in_process: CliRun) -> None:
+    done = cli_in_process([*SUBMIT, "yamls/mpt7b_mix.yaml", "--gpus", "8", BUCKET], cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "# pre-flight:" in done.stdout

@@ -1,4 +1,5 @@
-"""Fault injection for `limit-foundry study validate` and `study run --dry-run`, end to end.
+"""Fault injection for `limit-foundry study validate` and `study run --dry-run`, end to end through the command
+line (in the test process; one row also as `python -m limit_foundry.cli study ...` in a subprocess).
 
 Every fault must stop the command before any stage with exit 2 and an `error:` naming the spec's file and
 line (and the bad file's line where there is one).
@@ -9,22 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_faults import PACKAGE_PARENT, run_cli
+from cli_faults import PACKAGE_PARENT, CliRun, run_cli
 
 pytestmark = pytest.mark.slow
 
-SPEC = f"""\
-name: faults
-base_model: tiny-mpt
-data:
-  source_paths:
-    lima: {PACKAGE_PARENT}/limit_foundry/assets/samples/lima
-    instruct_v1: {PACKAGE_PARENT}/limit_foundry/assets/samples/instruct_v1
-runs:
-  lima:
-    config: {PACKAGE_PARENT}/yamls/tiny/lima.yaml
-  instruct:
-    config: {PACKAGE_PARENT}/yamls/tiny/instruct.yaml
+STAGES = f"""\
 gauntlet:
   version: {PACKAGE_PARENT}/yamls/demo/gauntlet_demo.yaml
   data_dir: {PACKAGE_PARENT}/limit_foundry/assets/samples/icl
@@ -37,11 +27,17 @@ judge:
   comparisons:
   - [lima, instruct]
 """
-PROMPTS_LINE = 16  # the line of `prompt_sets:` above
+PROMPTS_LINE = 16  # the line of `prompt_sets:` in the spec (11 lines of `tiny_study_spec`, then STAGES)
 
 
-def _spec(tmp: Path, case: str) -> Path:
-    spec, prompts = SPEC, tmp / "questions.jsonl"
+@pytest.fixture(scope="module")
+def good_spec(tiny_study_spec) -> str:
+    return tiny_study_spec("faults", STAGES)
+
+
+def _spec(tmp: Path, case: str, spec: str) -> Path:
+    """The spec file of `case`, from `spec` (the good spec's text)."""
+    prompts = tmp / "questions.jsonl"
     prompts.write_text('{"instruction": "Why?"}\n')
     if case == "empty_prompt_file":
         prompts.write_text("")
@@ -82,18 +78,29 @@ FAULTS = [  # case, message fragment ({spec}: the spec file, {tmp}: its folder, 
 ]
 
 
-@pytest.mark.parametrize("command", ["validate", "run"])
-@pytest.mark.parametrize(("case", "message"), FAULTS, ids=[f[0] for f in FAULTS])
-def test_study_fault_stops_before_any_stage(tmp_path: Path, command: str, case: str, message: str) -> None:
-    spec = _spec(tmp_path, case)
+def check_study_fault(run: CliRun, tmp_path: Path, spec: Path, command: str, message: str) -> None:
     extra = ["--dry-run", "--out", str(tmp_path / "study")] if command == "run" else []
-    done = run_cli(["study", command, str(spec), *extra], tmp_path)
+    done = run(["study", command, str(spec), *extra], tmp_path)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
     assert message.format(spec=spec, tmp=tmp_path, line=PROMPTS_LINE) in done.stderr, done.stderr[-3000:]
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert not (tmp_path / "study").exists()
 
 
-def test_a_good_spec_validates(tmp_path: Path) -> None:
-    done = run_cli(["study", "validate", str(_spec(tmp_path, "good"))], tmp_path)
+@pytest.mark.parametrize("command", ["validate", "run"])
+@pytest.mark.parametrize(("case", "message"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_study_fault_stops_before_any_stage(
+    tmp_path: Path, command: str, case: str, message: str, cli_in_process: CliRun, good_spec: str
+) -> None:
+    check_study_fault(cli_in_process, tmp_path, _spec(tmp_path, case, good_spec), command, message)
+
+
+def test_a_study_fault_through_python_m(tmp_path: Path, good_spec: str) -> None:
+    """A fresh `python -m limit_foundry.cli study run --dry-run`: the message and exit status 2 arrive."""
+    [(case, message)] = [fault for fault in FAULTS if fault[0] == "unknown_key"]
+    check_study_fault(run_cli, tmp_path, _spec(tmp_path, case, good_spec), "run", message)
+
+
+def test_a_good_spec_validates(tmp_path: Path, cli_in_process: CliRun, good_spec: str) -> None:
+    done = cli_in_process(["study", "validate", str(_spec(tmp_path, "good", good_spec))], tmp_path)
     assert done.returncode == 0 and "valid" in done.stdout, done.stderr[-3000:]

@@ -10,10 +10,8 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
-import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -180,32 +178,19 @@ def test_the_data_module_form_reaches_download(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("wheel")  # one worker builds the session's `built_wheel` for all its tests
 def test_a_built_wheel_scores_v0_without_the_checkout(
-    repo_root: Path, raw_metrics: Path, tmp_path: Path
+    built_wheel: dict, raw_metrics: Path, tmp_path: Path
 ) -> None:
-    """Build the wheel from a copy of the sources, unpack it, and score from elsewhere with it first on the path."""
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(repo_root / name, source / name)
-    shutil.copytree(
-        repo_root / "limit_foundry", source / "limit_foundry", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    build = "from setuptools import build_meta; print(build_meta.build_wheel('../dist'))"
-    built = _python(["-c", build], source)
-    assert built.returncode == 0, built.stderr[-2000:]
-    wheel = tmp_path / "dist" / built.stdout.strip().splitlines()[-1]
-    site = tmp_path / "site"
-    with zipfile.ZipFile(wheel) as archive:
-        names = set(archive.namelist())
-        archive.extractall(site)
+    """The wheel built from a copy of the sources, unpacked: it scores from elsewhere with it first on the path."""
     assert {
         "limit_foundry/eval/gauntlet_data_manifest.json",
         "limit_foundry/eval/yamls/gauntlet_v0.yaml",
         "limit_foundry/eval/yamls/tasks_v0.yaml",
         "limit_foundry/eval/yamls/gauntlet_v0.3.yaml",
         "limit_foundry/eval/yamls/tasks_v0.3.yaml",
-    } <= names
+    } <= built_wheel["names"]
+    site = built_wheel["site"]
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     done = _python(

@@ -18,18 +18,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-SPEC = """\
-name: tiny-e2e
-base_model: tiny-mpt
-data:
-  source_paths:
-    lima: {root}/limit_foundry/assets/samples/lima
-    instruct_v1: {root}/limit_foundry/assets/samples/instruct_v1
-runs:
-  lima:
-    config: {root}/yamls/tiny/lima.yaml
-  instruct:
-    config: {root}/yamls/tiny/instruct.yaml
+STAGES = """\
 train:
   overrides: [max_duration=1ep]
 gauntlet:
@@ -66,14 +55,14 @@ def _study(spec: Path, out: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_study_spec) -> dict:
     from limit_foundry.testing.fake_openai import FakeOpenAIServer
 
     tmp = tmp_path_factory.mktemp("e2e")
     out = tmp / "study"
     with FakeOpenAIServer(policy="longer", templates=("pairwise",)).start(0) as server:
         spec = tmp / "spec.yaml"
-        spec.write_text(SPEC.format(base_url=server.base_url, root=REPO_ROOT))
+        spec.write_text(tiny_study_spec("tiny-e2e", STAGES.format(base_url=server.base_url, root=REPO_ROOT)))
         first = _study(spec, out)
         lines = []
         for line in first.stdout:  # kill the whole study (runner and step) once generation has begun
