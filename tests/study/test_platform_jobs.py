@@ -4,6 +4,7 @@ mcli's own RunConfig), and what the spec refuses before anything is submitted.""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,18 +19,7 @@ from limit_foundry.study.stages import StudyLayout, gauntlet_jobs, generate_jobs
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "a" * 40
 
-SPEC = f"""\
-name: jobs
-base_model: tiny-mpt
-data:
-  source_paths:
-    lima: {REPO_ROOT}/limit_foundry/assets/samples/lima
-    instruct_v1: {REPO_ROOT}/limit_foundry/assets/samples/instruct_v1
-runs:
-  lima:
-    config: {REPO_ROOT}/yamls/tiny/lima.yaml
-  instruct:
-    config: {REPO_ROOT}/yamls/tiny/instruct.yaml
+STAGES = f"""\
 train:
   target: platform
   platform: {{cluster: c1, gpus: 2, nodes: 2, repo: acme/limit-foundry, commit: {COMMIT},
@@ -53,24 +43,32 @@ judge:
 """
 
 
-def spec_file(tmp_path: Path, generate_extra: str = "", **replace: str) -> Path:
-    text = SPEC.replace("GENERATE_EXTRA\n", generate_extra)
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    path = tmp_path / "spec.yaml"
-    path.write_text(text)
-    return path
+@pytest.fixture
+def spec_file(tiny_study_spec, tmp_path: Path) -> Callable[..., Path]:
+    """`spec_file(generate_extra="", **replace)`: the spec written to tmp_path, with `replace`d text."""
+
+    def write(generate_extra: str = "", **replace: str) -> Path:
+        text = tiny_study_spec("jobs", STAGES.replace("GENERATE_EXTRA\n", generate_extra))
+        for old, new in replace.items():
+            text = text.replace(old, new)
+        path = tmp_path / "spec.yaml"
+        path.write_text(text)
+        return path
+
+    return write
 
 
-def jobs_of(tmp_path: Path, stage: str, generate_extra: str = "") -> dict[str, PlatformJob]:
+def jobs_of(path: Path, stage: str) -> dict[str, PlatformJob]:
     """Each run's job, as the stage builds it once training has named the model's URI."""
-    spec = load_spec(spec_file(tmp_path, generate_extra))
+    spec = load_spec(path)
     build = gauntlet_jobs(spec) if stage == "gauntlet" else generate_jobs(spec)
     return {name: build(name, f"s3://bucket/runs/{name}/hf/huggingface/ep1-ba4") for name in spec.runs}
 
 
-def test_the_gauntlet_stage_submits_every_job_then_follows_each_then_merges(tmp_path: Path) -> None:
-    spec = load_spec(spec_file(tmp_path))
+def test_the_gauntlet_stage_submits_every_job_then_follows_each_then_merges(
+    spec_file, tmp_path: Path
+) -> None:
+    spec = load_spec(spec_file())
     layout = StudyLayout(tmp_path / "out")
     steps = plan(spec, layout, ("gauntlet",))
     assert [s.key for s in steps] == [
@@ -89,8 +87,8 @@ def test_the_gauntlet_stage_submits_every_job_then_follows_each_then_merges(tmp_
     assert train.outputs == [layout.model_uri_file("lima")]
 
 
-def test_a_gauntlet_job_reads_the_model_from_object_storage_and_uploads_its_results(tmp_path: Path) -> None:
-    jobs = jobs_of(tmp_path, "gauntlet")
+def test_a_gauntlet_job_reads_the_model_from_object_storage_and_uploads_its_results(spec_file) -> None:
+    jobs = jobs_of(spec_file(), "gauntlet")
     job = jobs["lima"]
     run = job.run()
     to_run_config(run)  # mcli's own validation
@@ -111,8 +109,8 @@ def test_a_gauntlet_job_reads_the_model_from_object_storage_and_uploads_its_resu
     assert JOB_OUT not in run["command"]
 
 
-def test_a_generation_job_answers_every_prompt_set_on_its_gpus(tmp_path: Path) -> None:
-    job = jobs_of(tmp_path, "generate")["instruct"]
+def test_a_generation_job_answers_every_prompt_set_on_its_gpus(spec_file) -> None:
+    job = jobs_of(spec_file(), "generate")["instruct"]
     run = job.run()
     to_run_config(run)
     assert run["compute"]["gpus"] == 2
@@ -129,8 +127,8 @@ def test_a_generation_job_answers_every_prompt_set_on_its_gpus(tmp_path: Path) -
     )
 
 
-def test_a_vllm_generation_job_installs_vllm_and_serves_on_every_gpu(tmp_path: Path) -> None:
-    job = jobs_of(tmp_path, "generate", "  backend: vllm\n")["lima"]
+def test_a_vllm_generation_job_installs_vllm_and_serves_on_every_gpu(spec_file) -> None:
+    job = jobs_of(spec_file("  backend: vllm\n"), "generate")["lima"]
     command = job.run()["command"]
     assert "/tmp/vllm-env/bin/pip install --quiet vllm==" in command
     generate = shlex.split(command.splitlines()[5])
@@ -139,9 +137,9 @@ def test_a_vllm_generation_job_installs_vllm_and_serves_on_every_gpu(tmp_path: P
 
 
 def test_a_dry_run_prints_each_job_and_credentials_are_checked_first(
-    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+    spec_file, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spec = load_spec(spec_file(tmp_path, "  backend: vllm\n"))
+    spec = load_spec(spec_file("  backend: vllm\n"))
     monkeypatch.setattr("limit_foundry.study.runner.platform_credentials_present", lambda: False)
     with pytest.raises(ConfigError) as refused:
         execute_stages(spec, tmp_path / "out", ("gauntlet", "generate"), dry_run=True)
@@ -173,19 +171,20 @@ def test_a_dry_run_prints_each_job_and_credentials_are_checked_first(
     ],
 )
 def test_a_spec_that_cannot_run_jobs_is_refused_with_its_line(
-    tmp_path: Path, replace: dict, message: str
+    spec_file, tmp_path: Path, replace: dict, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        load_spec(spec_file(tmp_path, **replace))
+        load_spec(spec_file(**replace))
     assert str(err.value).startswith(f"{tmp_path / 'spec.yaml'}:")
 
 
-def test_a_prompt_file_outside_the_project_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_prompt_file_outside_the_project_is_named(
+    spec_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("limit_foundry.study.runner.platform_credentials_present", lambda: True)
     outside = tmp_path / "mine.jsonl"
     outside.write_text('{"instruction": "hi"}\n')
     path = spec_file(
-        tmp_path,
         **{f"lima_test: {REPO_ROOT}/limit_foundry/assets/samples/lima/test.jsonl": f"mine: {outside}"},
     )
     with pytest.raises(ConfigError, match=f"generate.prompt_sets mine {outside} is outside the project"):
