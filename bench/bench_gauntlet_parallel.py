@@ -10,7 +10,11 @@
     on an MPT whose forward passes dominate the run (d_model 384, 4 layers, 512 tokens), same rows; metrics
     compared. Target: >= 1.6x on 2 cores.
 
-Runs alternate between the two sides of each comparison, so both see the same machine load; medians quoted.
+Runs alternate between the two sides of each comparison (each side first in turn), so both see the same machine
+load; medians quoted, each beside the CPU seconds (user + system) the run's process tree spent: on a shared
+machine the wall time follows the load, while the CPU seconds show the work a side really does. The bench also
+says whether Python reuses compiled bytecode: without it every process compiles its imports anew, a start-up
+cost of each process (a `--nproc 2` run has four: the command, Composer's launcher and two ranks).
 
     .venv/bin/python bench/bench_gauntlet_parallel.py [--repeats 3] [--limit 10] [--parallel-limit 20]
         [--data-dir DIR]
@@ -19,8 +23,10 @@ Runs alternate between the two sides of each comparison, so both see the same ma
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,15 +58,45 @@ def default_data_dir() -> Path:
     )
 
 
-def timed(command: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """The command's wall seconds and the CPU seconds of its whole process tree (every child waited for)."""
+    cpu, started = _children_cpu_seconds(), time.perf_counter()
     done = subprocess.run(
         command, cwd=cwd, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     )
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, _children_cpu_seconds() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[:6])} ...: exit {done.returncode}\n{done.stderr[-3000:]}")
-    return wall
+    return wall, cpu
+
+
+def alternate(sides: dict[str, list[str]], repeats: int, cwd: Path) -> dict[str, list[tuple[float, float]]]:
+    """`repeats` timed runs of each side's command, interleaved and in turn first (A B, B A, A B, ...)."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    for repeat in range(repeats):
+        for name in sides if repeat % 2 == 0 else reversed(sides):
+            runs[name].append(timed(sides[name], cwd))
+    return runs
+
+
+def bytecode_cache() -> str:
+    """Whether this interpreter's processes reuse compiled bytecode for the installed packages."""
+    import composer
+
+    compiled = Path(importlib.util.cache_from_source(composer.__file__)).is_file()
+    if compiled:
+        return "compiled bytecode of the installed packages is reused"
+    if sys.dont_write_bytecode:
+        return (
+            "no compiled bytecode for the installed packages and none written (PYTHONDONTWRITEBYTECODE): "
+            "every process compiles its imports anew"
+        )
+    return "no compiled bytecode for the installed packages yet: the first runs compile and cache it"
 
 
 def ours(model: Path, data_dir: Path, limit: int, out: Path, *extra: str) -> list[str]:
@@ -113,13 +149,22 @@ def max_difference(a: dict[str, float], b: dict[str, float]) -> float:
     return max(abs(a[k] - b[k]) for k in a)
 
 
-def print_medians(title: str, walls: dict[str, list[float]]) -> dict[str, float]:
-    """Print each side's median wall time and its runs under `title`; return the medians."""
-    medians = {name: statistics.median(values) for name, values in walls.items()}
+def print_medians(title: str, runs: dict[str, list[tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    """Print each side's median wall and CPU seconds and its runs under `title`; return the medians."""
+    medians = {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in runs.items()
+    }
     print(title)
-    for name, seconds in medians.items():
-        print(f"{name:<28}{seconds:7.1f} s   runs: {', '.join(f'{s:.1f}' for s in walls[name])}")
+    print(f"{'':<28}{'wall':>7}   {'CPU':>7}   runs (wall / CPU)")
+    for name, (wall, cpu) in medians.items():
+        each = ", ".join(f"{w:.1f} / {c:.1f}" for w, c in runs[name])
+        print(f"{name:<28}{wall:7.1f} s {cpu:7.1f} s   {each}")
     return medians
+
+
+def ratios(a: tuple[float, float], b: tuple[float, float]) -> str:
+    return f"{a[0] / b[0]:.2f} (wall), {a[1] / b[1]:.2f} (CPU)"
 
 
 def compare_native(data_dir: Path, limit: int, repeats: int, work: Path) -> None:
@@ -129,21 +174,20 @@ def compare_native(data_dir: Path, limit: int, repeats: int, work: Path) -> None
     config = native_yaml(model, data_dir, limit, work)
     dump = work / "native_dump.py"
     dump.write_text(textwrap.dedent(NATIVE_DUMP))
-    walls: dict[str, list[float]] = {"limit-foundry gauntlet run": [], "llmfoundry eval_from_yaml": []}
-    for _ in range(repeats):
-        walls["limit-foundry gauntlet run"].append(timed(ours(model, data_dir, limit, work / "ours"), work))
-        walls["llmfoundry eval_from_yaml"].append(
-            timed([sys.executable, str(dump), str(config), str(work / "native.json")], work)
-        )
+    sides = {
+        "limit-foundry gauntlet run": ours(model, data_dir, limit, work / "ours"),
+        "llmfoundry eval_from_yaml": [sys.executable, str(dump), str(config), str(work / "native.json")],
+    }
+    runs = alternate(sides, repeats, work)
     ours_metrics = json.loads((work / "ours" / "m" / "RAW.json").read_text())
     native_metrics = json.loads((work / "native.json").read_text())
     medians = print_medians(
         f"== (a) Gauntlet v0, --limit {limit} ({len(ours_metrics)} metrics), tiny Llama (hidden 128), CPU, "
         f"fresh process each (median of {repeats})",
-        walls,
+        runs,
     )
-    ratio = medians["limit-foundry gauntlet run"] / medians["llmfoundry eval_from_yaml"]
-    print(f"ours / native = {ratio:.2f} (target <= 1.0); largest metric difference "
+    ratio = ratios(medians["limit-foundry gauntlet run"], medians["llmfoundry eval_from_yaml"])
+    print(f"ours / native = {ratio} (target <= 1.0); largest metric difference "
           f"{max_difference(ours_metrics, native_metrics):.2e}")  # fmt: skip
 
 
@@ -152,10 +196,11 @@ def compare_parallel(data_dir: Path, limit: int, repeats: int, work: Path) -> No
 
     model = work / "mpt"
     build_tiny_mpt(model, **PARALLEL_MPT)
-    walls: dict[str, list[float]] = {"1 process": [], "--nproc 2": []}
-    for _ in range(repeats):
-        walls["1 process"].append(timed(ours(model, data_dir, limit, work / "one"), work))
-        walls["--nproc 2"].append(timed(ours(model, data_dir, limit, work / "two", "--nproc", "2"), work))
+    sides = {
+        "1 process": ours(model, data_dir, limit, work / "one"),
+        "--nproc 2": ours(model, data_dir, limit, work / "two", "--nproc", "2"),
+    }
+    runs = alternate(sides, repeats, work)
     one = json.loads((work / "one" / "m" / "RAW.json").read_text())
     two = json.loads((work / "two" / "m" / "RAW.json").read_text())
     forward = json.loads((work / "one" / "results.json").read_text())["models"][0]["timing"][
@@ -164,10 +209,11 @@ def compare_parallel(data_dir: Path, limit: int, repeats: int, work: Path) -> No
     medians = print_medians(
         f"== (b) Gauntlet v0, --limit {limit}, MPT {PARALLEL_MPT} (512 tokens), CPU with {os.cpu_count()} cores "
         f"(median of {repeats}; one process spent {forward:.0f} s in forward passes in its last run)",
-        walls,
+        runs,
     )
-    print(f"speed-up = {medians['1 process'] / medians['--nproc 2']:.2f}x (target >= 1.6x); largest metric "
-          f"difference {max_difference(one, two):.2e}")  # fmt: skip
+    (one_wall, one_cpu), (two_wall, two_cpu) = medians["1 process"], medians["--nproc 2"]
+    print(f"speed-up = {one_wall / two_wall:.2f}x (target >= 1.6x); CPU seconds 2 processes / 1 = "
+          f"{two_cpu / one_cpu:.2f}; largest metric difference {max_difference(one, two):.2e}")  # fmt: skip
 
 
 def main() -> None:
@@ -190,6 +236,7 @@ def main() -> None:
         raise SystemExit(
             f"{args.data_dir}: benchmark files absent (run `make gauntlet-data` or set GAUNTLET_DATA_DIR)"
         )
+    print(f"load average {os.getloadavg()[0]:.2f} at the start; {bytecode_cache()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "native"):
             (Path(tmp) / "a").mkdir()
