@@ -6,7 +6,8 @@
     with the same seed, batch size, sequence length and precision. Each run is a fresh process, so both pay
     Python's start and LLM Foundry's import; ours also checks, copies, hashes the checkpoint and writes its
     reports. The metrics of the two are compared key by key. Target: ours / native <= 1.0 at identical metrics.
-(b) `gauntlet run --nproc 2` (Composer's launcher, two gloo processes sharing the cores) against one process,
+(b) `gauntlet run --nproc 2` (Composer's launcher, two gloo processes sharing the cores) against one process
+    (and against one process held to one thread, as each rank runs: the data-parallel scaling itself),
     on an MPT whose forward passes dominate the run (d_model 384, 4 layers, 512 tokens), same rows; metrics
     compared. Target: >= 1.6x on 2 cores.
 
@@ -199,6 +200,12 @@ def compare_parallel(data_dir: Path, limit: int, repeats: int, work: Path) -> No
     sides = {
         "1 process": ours(model, data_dir, limit, work / "one"),
         "--nproc 2": ours(model, data_dir, limit, work / "two", "--nproc", "2"),
+        # what each rank runs with (one thread per core it owns), alone: the data-parallel scaling itself
+        "1 process, 1 thread": [
+            "env",
+            "OMP_NUM_THREADS=1",
+            *ours(model, data_dir, limit, work / "one-thread"),
+        ],
     }
     runs = alternate(sides, repeats, work)
     one = json.loads((work / "one" / "m" / "RAW.json").read_text())
@@ -214,6 +221,9 @@ def compare_parallel(data_dir: Path, limit: int, repeats: int, work: Path) -> No
     (one_wall, one_cpu), (two_wall, two_cpu) = medians["1 process"], medians["--nproc 2"]
     print(f"speed-up = {one_wall / two_wall:.2f}x (target >= 1.6x); CPU seconds 2 processes / 1 = "
           f"{two_cpu / one_cpu:.2f}; largest metric difference {max_difference(one, two):.2e}")  # fmt: skip
+    single = medians["1 process, 1 thread"][0]
+    print(f"scaling over one single-threaded process = {single / two_wall:.2f}x (one process already runs torch "
+          f"on every core: {one_cpu / one_wall:.2f} CPU-s per wall-s)")  # fmt: skip
 
 
 def main() -> None:
