@@ -25,13 +25,12 @@ from limit_foundry.remote import fetch_to_cache, is_remote, public_uri
 from limit_foundry.study.platform import REPO_CLONE_PATH, platform_run, platform_target, resolve_source_repo
 from limit_foundry.study.platform_runs import (
     CONTENT_HASH_CHARS,
-    FAILED,
     LocalPlatform,
     McliPlatform,
     Platform,
-    RunState,
     derived_run_name,
     follow,
+    should_submit,
 )
 
 # The job's output folder: a fresh temporary folder in its container, uploaded when every command succeeded.
@@ -139,8 +138,7 @@ def submit_job(make_job: Callable[[], PlatformJob], out: TextIO | None = None) -
         job = make_job()
         run, platform = job.run(), job.where.platform()
         stream = out or sys.stdout
-        state = platform.status(run["name"]).state
-        if state is RunState.ABSENT or (retry_failed and state in FAILED):
+        if should_submit(platform.status(run["name"]).state, retry_failed):
             platform.submit(run)
             print(
                 f"submitted run {run['name']} (results: {public_uri(job.results_uri)})",

@@ -349,7 +349,7 @@ def follow(
     out = out or sys.stdout
     name = str(run["name"])
     status = platform.status(name)
-    if status.state is RunState.ABSENT or (retry_failed and status.state in FAILED):
+    if should_submit(status.state, retry_failed):
         again = status.state is not RunState.ABSENT
         platform.submit(run)
         print(f"run {name}: {'submitted again (it had ' + status.state.value + ')' if again else 'submitted'}",
@@ -375,7 +375,9 @@ def follow(
     return status
 
 
-def _to_submit(state: RunState, retry_failed: bool) -> bool:
+def should_submit(state: RunState, retry_failed: bool) -> bool:
+    """No run of the name yet, or (when asked) one that failed or was stopped: the same work is never
+    submitted twice otherwise."""
     return state is RunState.ABSENT or (retry_failed and state in FAILED)
 
 
@@ -406,7 +408,7 @@ def submit(options: SubmitOptions, out: TextIO | None = None) -> Submission:
     if options.follow:
         follow(platform, run, options.poll_s, out, retry_failed=options.retry_failed)
         submission.created = run["name"]
-    elif options.name_prefix and not _to_submit(platform.status(run["name"]).state, options.retry_failed):
+    elif options.name_prefix and not should_submit(platform.status(run["name"]).state, options.retry_failed):
         print(f"run {run['name']}: already submitted; not submitted again", file=out, flush=True)
         submission.created = run["name"]
     else:
