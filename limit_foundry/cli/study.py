@@ -1,4 +1,5 @@
-"""`limit-foundry study {run,validate} SPEC`: a whole study from one spec, stage by stage."""
+"""`limit-foundry study {run,validate,status,stop} SPEC`: a whole study from one spec, stage by stage, and its
+runs on the platform."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import time
 from pathlib import Path
 
 from limit_foundry.cli.common import run_command
+from limit_foundry.study.platform_runs import TERMINAL, RunState
+from limit_foundry.study.platform_status import study_platform_runs
 from limit_foundry.study.runner import StudyOptions, run_study, validate_study
-from limit_foundry.study.spec import STAGES
+from limit_foundry.study.spec import STAGES, load_spec
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -35,6 +38,16 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     check = sub.add_parser("validate", help="validate a spec and the credentials its stages need")
     check.add_argument("spec", type=Path, help="a study spec YAML")
+    for name, text in (
+        (
+            "status",
+            "each platform run and job of the study: its name and state (the study need not be running)",
+        ),
+        ("stop", "stop the study's platform runs and jobs that are still going (a killed study leaves them)"),
+    ):
+        platform = sub.add_parser(name, help=text)
+        platform.add_argument("spec", type=Path, help="a study spec YAML")
+        platform.add_argument("--out", type=Path, help="study directory (default: runs/<spec name>)")
     return parser
 
 
@@ -42,6 +55,8 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry study") -> in
     args = build_parser(prog).parse_args(argv)
     if args.command == "validate":
         return run_command(lambda: _validate(args.spec))
+    if args.command in ("status", "stop"):
+        return run_command(lambda: _platform_runs(args.spec, args.out, stop=args.command == "stop"))
     options = StudyOptions(
         spec=args.spec,
         stages=tuple(args.only) if args.only else STAGES,
@@ -54,6 +69,23 @@ def main(argv: list[str] | None = None, prog: str = "limit-foundry study") -> in
         interrupted_hint="finished steps are kept; rerun the same command: they are skipped and the "
         "interrupted step resumes",
     )
+
+
+def _platform_runs(spec_file: Path, out: Path | None, stop: bool) -> None:
+    spec = load_spec(spec_file)
+    runs = study_platform_runs(spec, out or Path("runs") / spec.name)
+    if not runs:
+        print(f"{spec_file}: no stage runs on the platform")
+    for run in runs:
+        status = run.status()
+        if status is None:
+            print(f"{run.step:<28} not yet submitted (its model is not trained)")
+            continue
+        line = f"{run.step:<28} {run.name}  {status.state.value}  {status.detail}".rstrip()
+        if stop and status.state not in TERMINAL and status.state is not RunState.ABSENT:
+            run.platform.stop(run.name)
+            line += "  -> stopped"
+        print(line)
 
 
 def _validate(spec: Path) -> None:

@@ -388,16 +388,22 @@ def platform_for(options: SubmitOptions) -> Platform:
     return McliPlatform()
 
 
+def named_submission(options: SubmitOptions) -> tuple[dict[str, Any], Submission]:
+    """The run as `submit` would submit it, named from its content with `name_prefix` or `follow`."""
+    run, submission = prepare_submission(options)
+    if options.name_prefix or options.follow:
+        run["name"] = derived_run_name(run, options.name_prefix or run["name"])
+        submission.run_yaml = run_yaml(run)
+    return run, submission
+
+
 def submit(options: SubmitOptions, out: TextIO | None = None) -> Submission:
     """Compose, pre-flight, build and validate the run; then (unless dry) submit it, or follow it.
 
     With `options.name_prefix` or `options.follow` the run is named from its content and a run of that name is
     attached to, never submitted again; `options.follow` waits until it finishes.
     """
-    run, submission = prepare_submission(options)
-    if options.name_prefix or options.follow:
-        run["name"] = derived_run_name(run, options.name_prefix or run["name"])
-        submission.run_yaml = run_yaml(run)
+    run, submission = named_submission(options)
     if options.dry_run:
         return submission
     platform = platform_for(options)
