@@ -338,11 +338,13 @@ def _job_steps(
     stage: str,
     spec: StudySpec,
     layout: StudyLayout,
-    build: Callable[[str, str], PlatformJob],
+    build: JobBuilder,
     dests: dict[str, Path],
+    outputs: dict[str, list[Path]],
 ) -> list[Step]:
     """Per run, a step submitting its job (all of a stage's jobs run side by side), then a step following each
-    to its end and bringing its results into `dests[run]`. A job reads its model's URI when it starts."""
+    to its end and bringing its results folder into `dests[run]` (holding `outputs[run]`). A job reads its
+    model's URI when it starts."""
     submits, follows = [], []
     for name in spec.runs:
         uri_file = layout.model_uri_file(name)
@@ -357,12 +359,10 @@ def _job_steps(
         submits.append(
             Step(stage, f"{stage}:{name}:submit", command, [uri_file], [], params, action=submit_job(make))
         )
-        outputs = [dests[name] / "results.json"] if stage == "gauntlet" else [
-            layout.generation(name, prompt_set) for prompt_set in spec.prompt_sets
-        ]  # fmt: skip
         follow = follow_job(make, dests[name])
+        key = f"{stage}:{name}"
         follows.append(
-            Step(stage, f"{stage}:{name}", [*command, "--follow"], [uri_file], outputs, params, action=follow)
+            Step(stage, key, [*command, "--follow"], [uri_file], outputs[name], params, action=follow)
         )
     return submits + follows
 
@@ -400,11 +400,14 @@ def platform_gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     """One Gauntlet job per model, then one table of all of them, merged here."""
     jobs_dir = layout.gauntlet_dir / "jobs"
     dests = {name: jobs_dir / name for name in spec.runs}
-    results = [dests[name] / "results.json" for name in spec.runs]
-    merge = cli("gauntlet", "merge", *map(str, results), "--out", str(layout.gauntlet_dir))
-    outputs = [layout.gauntlet_dir / "results.json"]
-    merged = Step("gauntlet", "gauntlet", merge, results, outputs, overwrite_flag="--overwrite")
-    return [*_job_steps("gauntlet", spec, layout, gauntlet_jobs(spec), dests), merged]
+    results = {name: dests[name] / "results.json" for name in spec.runs}
+    merge = cli("gauntlet", "merge", *map(str, results.values()), "--out", str(layout.gauntlet_dir))
+    merged = Step(
+        "gauntlet", "gauntlet", merge, list(results.values()), [layout.gauntlet_dir / "results.json"],
+        overwrite_flag="--overwrite",
+    )  # fmt: skip
+    outputs = {name: [path] for name, path in results.items()}
+    return [*_job_steps("gauntlet", spec, layout, gauntlet_jobs(spec), dests, outputs), merged]
 
 
 def generate_jobs(spec: StudySpec) -> JobBuilder:
@@ -451,7 +454,10 @@ def generate_jobs(spec: StudySpec) -> JobBuilder:
 
 def platform_generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     dests = {name: layout.out / "generate" / name for name in spec.runs}
-    return _job_steps("generate", spec, layout, generate_jobs(spec), dests)
+    outputs = {
+        name: [layout.generation(name, prompt_set) for prompt_set in spec.prompt_sets] for name in spec.runs
+    }
+    return _job_steps("generate", spec, layout, generate_jobs(spec), dests, outputs)
 
 
 def gauntlet_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
