@@ -350,10 +350,9 @@ def follow(
     name = str(run["name"])
     status = platform.status(name)
     if should_submit(status.state, retry_failed):
-        again = status.state is not RunState.ABSENT
         platform.submit(run)
-        print(f"run {name}: {'submitted again (it had ' + status.state.value + ')' if again else 'submitted'}",
-              file=out, flush=True)  # fmt: skip
+        again = "" if status.state is RunState.ABSENT else f" again (it had {status.state.value})"
+        print(f"run {name}: submitted{again}", file=out, flush=True)
         status = platform.status(name)
     else:
         print(

@@ -70,9 +70,8 @@ class Step:
     server: ServedModel | None = None  # a vLLM server the runner keeps up for the command (SERVER_URL in it)
     # in-process work run instead of `command` (which then describes it), told whether to retry failed runs
     action: Callable[[bool], None] | None = None
-    retry_flag: str | None = (
-        None  # passed when the study runs with --retry-failed (a platform run that failed)
-    )
+    # passed when the study runs with --retry-failed (a platform run of the step that failed is submitted again)
+    retry_flag: str | None = None
 
 
 # Stands for the served model's URL in a step's command, so the command (and its fingerprint) does not depend
@@ -286,6 +285,9 @@ def train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     return steps
 
 
+RETRY = "--retry-failed"  # `limit-foundry submit`'s option: submit again a run of the name that failed
+
+
 def platform_train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     """Every run submitted first (they train side by side), then each followed to its end and its export linked.
 
@@ -304,16 +306,21 @@ def platform_train_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
             f"{spec.name}-{name}",
         )
         # the run's config is recorded once, with the step that ends in its model (the report's training table)
-        submit = Step("train", f"train:{name}:submit", command, [], [], params={"submits": parameters})
-        submit.retry_flag = "--retry-failed"
-        submits.append(submit)
+        submits.append(
+            Step("train", f"train:{name}:submit", command, [], [], {"submits": parameters}, retry_flag=RETRY)
+        )
         save_folder = str(parameters["callbacks"]["hf_checkpointer"]["save_folder"])
         outputs = _model_outputs(spec, layout, name, save_folder)
         follow = Step(
-            "train", f"train:{name}", [*command, "--follow"], [], outputs, params={"config": parameters}
+            "train",
+            f"train:{name}",
+            [*command, "--follow"],
+            [],
+            outputs,
+            {"config": parameters},
+            retry_flag=RETRY,
         )
         follow.after = _publish_export(spec, layout, name, save_folder)
-        follow.retry_flag = "--retry-failed"
         follows.append(follow)
     return submits + follows
 
@@ -418,13 +425,7 @@ def generate_jobs(spec: StudySpec) -> JobBuilder:
     try:
         for prompt_set, path in spec.prompt_sets.items():
             where = f"generate.prompt_sets {prompt_set}"
-            if prompt_set in NAMED_SETS:
-                prompts[prompt_set] = ["--prompts", prompt_set]
-                prompts[prompt_set] += (
-                    ["--prompts-path", in_clone(path, job.project_dir, where)] if path else []
-                )
-            else:
-                prompts[prompt_set] = ["--prompts", in_clone(str(path), job.project_dir, where)]
+            prompts[prompt_set] = prompt_args(prompt_set, path and in_clone(path, job.project_dir, where))
     except PlatformError as err:
         raise spec.error("generate.prompt_sets", str(err)) from err
     if spec.generate_backend == "vllm":
@@ -491,10 +492,7 @@ def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
     steps = []
     for name in spec.runs:
         for prompt_set, path in spec.prompt_sets.items():
-            if prompt_set in NAMED_SETS:
-                prompts = ["--prompts", prompt_set] + (["--prompts-path", path] if path else [])
-            else:
-                prompts = ["--prompts", str(path)]
+            prompts = prompt_args(prompt_set, path)
             out = layout.generation(name, prompt_set)
             command = cli("generate", *generate_model_args(spec, layout, name), *prompts)
             command += [
@@ -518,6 +516,13 @@ def generate_steps(spec: StudySpec, layout: StudyLayout) -> list[Step]:
                 )
             )
     return steps
+
+
+def prompt_args(prompt_set: str, path: str | None) -> list[str]:
+    """`generate`'s prompt options for a spec's prompt set: a named set (from `path` when given) or a file."""
+    if prompt_set in NAMED_SETS:
+        return ["--prompts", prompt_set] + (["--prompts-path", path] if path else [])
+    return ["--prompts", str(path)]
 
 
 def generate_model_args(spec: StudySpec, layout: StudyLayout, run: str) -> list[str]:
