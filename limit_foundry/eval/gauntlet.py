@@ -206,6 +206,11 @@ def merge_gauntlet_results(results_files: list[Path], out: Path, overwrite: bool
         raise UserError(f"{out}/results.json exists: choose another --out or pass --overwrite")
     runs = [(path, _read_json_object(path)) for path in results_files]
     first_path, first = runs[0]
+
+    def scoring_settings(results: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (results.get("settings") or {}).items() if k not in MERGE_FREE_SETTINGS}
+
+    expected = scoring_settings(first)
     models: list[dict[str, Any]] = []
     missing: dict[str, dict[str, Any]] = {}
     for path, results in runs:
@@ -215,8 +220,7 @@ def merge_gauntlet_results(results_files: list[Path], out: Path, overwrite: bool
             raise DataError(
                 f"{path}: another Gauntlet than {first_path} ({results['gauntlet'].get('version')})"
             )
-        settings = {k: v for k, v in (results.get("settings") or {}).items() if k not in MERGE_FREE_SETTINGS}
-        expected = {k: v for k, v in (first.get("settings") or {}).items() if k not in MERGE_FREE_SETTINGS}
+        settings = scoring_settings(results)
         differing = sorted(k for k in settings.keys() | expected.keys() if settings.get(k) != expected.get(k))
         if differing:
             raise DataError(
